@@ -1,0 +1,37 @@
+"""Ready structural causal models for tests, tutorials and benchmarks.
+
+Each module holds a NumPyro program ``model(n=1, ...)`` with all per-unit sites in
+``numpyro.plate("unit", n)``, its graph stated by hand as ``NODES`` and ``EDGES``, and
+the known truths (closed forms, enumerations) that tests compare against.
+"""
+
+from types import ModuleType
+
+from models import (
+    firing_squad,
+    front_door,
+    kidney_stones,
+    latent_confounder,
+    linear_chain,
+    linear_gaussian_dag,
+)
+
+MODELS: dict[str, ModuleType] = {
+    "firing_squad": firing_squad,
+    "front_door": front_door,
+    "kidney_stones": kidney_stones,
+    "latent_confounder": latent_confounder,
+    "linear_chain": linear_chain,
+    "linear_gaussian_dag": linear_gaussian_dag,
+}
+"""Every model module by name."""
+
+__all__ = [
+    "MODELS",
+    "firing_squad",
+    "front_door",
+    "kidney_stones",
+    "latent_confounder",
+    "linear_chain",
+    "linear_gaussian_dag",
+]

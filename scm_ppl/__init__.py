@@ -1,0 +1,69 @@
+"""scm_ppl: structural causal models as NumPyro programs.
+
+Every NumPyro program is an SCM: sample sites are mechanisms with their own exogenous
+noise, deterministic sites are noise-free mechanisms. Intervene with :func:`do`, ask
+interventional and counterfactual questions with :func:`interventional` and
+:func:`counterfactual`, read the causal graph with :func:`graph`.
+"""
+
+from scm_ppl.counterfactual import counterfactual, interventional
+from scm_ppl.engine import trace_count
+from scm_ppl.errors import (
+    AbductionError,
+    EvidenceError,
+    GraphError,
+    InferenceWarning,
+    InterventionError,
+    NoiseViewError,
+    ProgramError,
+    ScmPplError,
+    ScmPplWarning,
+)
+from scm_ppl.graph import graph
+from scm_ppl.handlers import do, replay_noise
+from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
+from scm_ppl.noise import NoiseView, noise_view, register_noise_view
+from scm_ppl.results import CausalResult
+from scm_ppl.worlds import multi_world, twin_world
+
+__all__ = [
+    "AbductionError",
+    "CausalResult",
+    "Estimate",
+    "EvidenceError",
+    "GraphError",
+    "InferenceWarning",
+    "InterventionError",
+    "NoiseView",
+    "NoiseViewError",
+    "ProgramError",
+    "ScmPplError",
+    "ScmPplWarning",
+    "ate",
+    "counterfactual",
+    "do",
+    "ett",
+    "graph",
+    "interventional",
+    "multi_world",
+    "noise_view",
+    "plot_graph",
+    "pn",
+    "pns",
+    "ps",
+    "register_noise_view",
+    "replay_noise",
+    "trace_count",
+    "twin_world",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # matplotlib is heavy: load plotting only when a plot is asked for.
+    if name == "plot_graph":
+        from scm_ppl.plotting import plot_graph
+
+        return plot_graph
+    raise AttributeError(f"module 'scm_ppl' has no attribute {name!r}")

@@ -1,0 +1,105 @@
+"""Gumbel-max noise for categorical sites: the law of the noise given the chosen category.
+
+A categorical site ``x ~ Categorical(logits)`` is read as ``x = argmax(logits + u)`` with
+``u ~ Gumbel(0, 1)`` in each of the ``K`` coordinates. :class:`GumbelMaxPosterior` is the
+law of ``u`` given ``x``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+from numpyro.distributions import constraints
+from numpyro.distributions.distribution import Distribution
+
+__all__ = ["GumbelMaxPosterior", "gumbel_max"]
+
+
+def gumbel_max(logits: ArrayLike, u: ArrayLike) -> jax.Array:
+    """The category chosen by Gumbel noise ``u``: ``argmax(logits + u)`` over the last axis.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> int(gumbel_max(jnp.log(jnp.array([0.2, 0.8])), jnp.array([1.0, 0.0])))
+    0
+    """
+    return jnp.argmax(jnp.asarray(logits) + jnp.asarray(u), axis=-1).astype(jnp.result_type(int))
+
+
+class GumbelMaxPosterior(Distribution):
+    """Law of Gumbel-max noise ``u`` given that ``argmax(logits + u) == value``.
+
+    The prior is ``u_i ~ Gumbel(0, 1)`` independently. Sampling is the top-down
+    construction of Maddison et al. (2014): the maximum ``M = max_i (logits_i + u_i)``
+    is ``Gumbel(logsumexp(logits))`` and independent of the argmax, coordinate ``value``
+    takes ``M``, and every other ``logits_i + u_i`` is ``Gumbel(logits_i)`` truncated
+    below ``M``.
+
+    Parameters
+    ----------
+    logits : ArrayLike
+        Unnormalised log-probabilities, shape ``(..., K)``.
+    value : ArrayLike
+        The observed category, integer, shape broadcasting against ``logits.shape[:-1]``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> logits = jnp.log(jnp.array([0.5, 0.3, 0.2]))
+    >>> u = GumbelMaxPosterior(logits, 2).sample(jax.random.key(0), (4,))
+    >>> u.shape
+    (4, 3)
+    >>> bool(jnp.all(gumbel_max(logits, u) == 2))
+    True
+    """
+
+    # -inf logits (categories of probability zero) are allowed.
+    arg_constraints = {"logits": constraints.independent(constraints.less_than(jnp.inf), 1)}
+    support = constraints.real_vector
+    pytree_data_fields = ("logits", "value")
+
+    def __init__(self, logits: ArrayLike, value: ArrayLike, *, validate_args: bool | None = None):
+        logits = jnp.asarray(logits)
+        value = jnp.asarray(value)
+        batch_shape = jnp.broadcast_shapes(logits.shape[:-1], value.shape)
+        k = logits.shape[-1]
+        self.logits = jnp.broadcast_to(logits, (*batch_shape, k))
+        self.value = jnp.broadcast_to(value, batch_shape)
+        super().__init__(batch_shape=batch_shape, event_shape=(k,), validate_args=validate_args)
+
+    def sample(self, key: jax.Array | None, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+        if key is None:
+            raise ValueError("GumbelMaxPosterior.sample needs a PRNG key; got None.")
+        logits = self.logits
+        dtype = jnp.result_type(logits.dtype, float)
+        shape = (*sample_shape, *self.batch_shape, self.event_shape[0])
+        key_top, key_rest = jax.random.split(key)
+        top = jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True) + jax.random.gumbel(
+            key_top, (*shape[:-1], 1), dtype
+        )
+        prior = jax.random.gumbel(key_rest, shape, dtype)
+        # Gumbel(logits_i) truncated below `top`: -log(exp(-top) + exp(-g)), g ~ Gumbel(logits_i).
+        below = -jnp.logaddexp(-top, -(logits + prior))
+        chosen = self.value[..., None] == jnp.arange(shape[-1])
+        u = jnp.where(chosen, top, below) - logits
+        # Rounding can tie a runner-up with the top; push it down by a few ulps so that
+        # argmax(logits + u) recovers `value` exactly (an O(eps) change of the law).
+        z = logits + u
+        z_top = jnp.max(jnp.where(chosen, z, -jnp.inf), axis=-1, keepdims=True)
+        slack = 8 * jnp.finfo(dtype).eps * (jnp.abs(z_top) + jnp.abs(logits) + jnp.abs(u) + 1)
+        tied = ~chosen & (z >= z_top) & jnp.isfinite(z_top)
+        u = jnp.where(tied, z_top - slack - logits, u)
+        # A category of probability zero never wins whatever its noise: keep the prior draw.
+        return jnp.where(jnp.isfinite(logits), u, prior)
+
+    def log_prob(self, value: ArrayLike) -> jax.Array:
+        u = jnp.asarray(value)
+        logits = self.logits
+        prior = jnp.sum(-(u + jnp.exp(-u)), axis=-1)
+        log_p = jnp.take_along_axis(
+            jax.nn.log_softmax(logits, axis=-1), self.value[..., None].astype(int), axis=-1
+        )[..., 0]
+        consistent = gumbel_max(logits, u) == self.value
+        return jnp.where(consistent, prior - log_p, -jnp.inf)

@@ -1,0 +1,425 @@
+"""Rung two and three: ``interventional`` and ``counterfactual`` queries.
+
+``counterfactual`` is abduction–action–prediction:
+
+1. **abduction** — the posterior over each mechanism's noise given the evidence: by
+   exact inversion when every sample site that is an ancestor of the evidence is
+   observed and invertible (``"exact"``); with the noise of non-invertible (discrete)
+   mechanisms drawn from the set their value allows under a named coupling
+   (``"coupling"``); otherwise by NUTS (or SVI) over the latent sites, then inversion per
+   draw (``"nuts"``, ``"svi"``);
+2. **action** — :class:`~scm_ppl.handlers.do` in each counterfactual world;
+3. **prediction** — the worlds replay the abducted noise, vectorised over draws and
+   units in one compiled pass (:mod:`scm_ppl.engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import networkx as nx
+import numpy as np
+
+from scm_ppl.engine import InferenceSettings, run_query
+from scm_ppl.errors import AbductionError, EvidenceError, InterventionError, NoiseViewError
+from scm_ppl.handlers import do
+from scm_ppl.intervention import Intervention, as_interventions, describe
+from scm_ppl.program import (
+    ProgramInfo,
+    check_evidence,
+    check_interventions,
+    inspect_program,
+)
+from scm_ppl.results import CausalResult
+from scm_ppl.worlds import NOISE_PREFIX, check_world_labels
+
+__all__ = ["choose_method", "counterfactual", "interventional"]
+
+METHODS = ("auto", "exact", "coupling", "nuts", "svi")
+
+
+def _check_key(rng_key: Any) -> jax.Array:
+    if isinstance(rng_key, jax.Array) and (
+        jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
+        or (rng_key.shape == (2,) and rng_key.dtype == np.uint32)
+    ):
+        return rng_key
+    raise TypeError(
+        f"rng_key must be a JAX PRNG key such as jax.random.key(0); got {type(rng_key).__name__}."
+    )
+
+
+def _worlds_from(interventions: Any, default_label: str) -> dict[str, dict[str, Intervention]]:
+    """``{site: value}`` is one world; ``{label: {site: value}}`` several."""
+    if interventions is None:
+        return {default_label: {}}
+    if not isinstance(interventions, Mapping):
+        raise InterventionError(
+            "Interventions must be a mapping {site: value}, or {label: {site: value}} for "
+            f"several at once; got {type(interventions).__name__}."
+        )
+    if interventions and all(isinstance(v, Mapping) for v in interventions.values()):
+        check_world_labels(interventions)
+        return {label: as_interventions(iv) for label, iv in interventions.items()}
+    return {default_label: as_interventions(interventions)}
+
+
+def _settings_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
+def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
+    """Pick the abduction method for evidence on a program, and say why.
+
+    Returns
+    -------
+    (method, reason)
+    """
+    if method not in METHODS:
+        raise AbductionError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
+    evidence = set(evidence)
+    observed = {n for n, s in info.sites.items() if s.kind == "sample" and s.observed} | evidence
+    latent = [n for n in info.sample_sites() if n not in observed]
+    relevant = info.ancestors(evidence) | evidence
+    latent_ancestors = [n for n in latent if n in relevant]
+    stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
+    stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
+    if stuck:
+        raise EvidenceError(
+            f"Evidence on deterministic site(s) {stuck} cannot be used: they have unobserved "
+            "sample-site ancestors, and inference cannot condition on a noise-free mechanism. "
+            "Model them as sample sites with (small) noise, or drop them from the evidence."
+        )
+    non_invertible = [
+        n for n in info.sample_sites() if n in observed and n in relevant and not info.sites[n].invertible
+    ]  # fmt: skip
+    if method == "auto":
+        if latent_ancestors:
+            method = "nuts"
+        else:
+            method = "coupling" if non_invertible else "exact"
+    if method in ("exact", "coupling") and latent_ancestors:
+        raise AbductionError(
+            f"Abduction by {method!r} needs every sample site upstream of the evidence to be "
+            f"observed, but {latent_ancestors} {'is' if len(latent_ancestors) == 1 else 'are'} "
+            "latent; use method='nuts' (or 'svi') to infer them."
+        )
+    if method == "exact" and non_invertible:
+        site = info.sites[non_invertible[0]]
+        raise AbductionError(
+            f"Exact abduction needs invertible mechanisms, but '{site.name}' "
+            f"({site.distribution}) does not invert: its noise given its value is a set "
+            f"(coupling: {site.coupling}). Use method='coupling' to draw the noise from that "
+            "set, or method='nuts'."
+        )
+    if method in ("nuts", "svi"):
+        discrete = [n for n in latent if info.sites[n].discrete]
+        if discrete:
+            raise AbductionError(
+                f"{method.upper()} cannot infer the discrete latent site(s) {discrete}; give "
+                "evidence for them or make the program continuous in its latent sites."
+            )
+    reasons = {
+        "exact": "every sample site upstream of the evidence is observed and invertible",
+        "coupling": f"the noise of {non_invertible} is drawn from the set its value allows",
+        "nuts": f"latent site(s) {latent_ancestors} are upstream of the evidence",
+        "svi": f"latent site(s) {latent_ancestors} are upstream of the evidence (SVI asked for)",
+    }
+    return method, reasons[method]
+
+
+def _dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> list[str]:
+    base = name.split(".", 1)[1] if name.startswith(f"{NOISE_PREFIX}.") else name
+    site = info.sites.get(base)
+    batch = list(site.batch_dims) if site is not None else []
+    dims = [d or f"{name}_axis_{i}" for i, d in enumerate(batch[: len(shape)])]
+    return dims + [f"{name}_event_{i}" for i in range(len(shape) - len(dims))]
+
+
+def _graph_json(g: nx.DiGraph) -> dict[str, Any]:
+    return {"nodes": list(g.nodes), "edges": [list(e) for e in g.edges]}
+
+
+def _noise_needed(info: ProgramInfo) -> None:
+    for site in info.sites.values():
+        if site.noise_error:
+            raise NoiseViewError(
+                f"Site '{site.name}' has no noise view, so it cannot be shared across worlds. "
+                + site.noise_error
+            )
+
+
+def counterfactual(
+    model: Callable,
+    evidence: Mapping[str, Any] | None,
+    interventions: Mapping[str, Any],
+    *,
+    rng_key: jax.Array,
+    method: str = "auto",
+    mask: Mapping[str, Any] | None = None,
+    num_samples: int = 1000,
+    num_warmup: int = 500,
+    num_chains: int = 1,
+    svi_steps: int = 2000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> CausalResult:
+    """The counterfactual posterior: what would have happened, given what did.
+
+    Parameters
+    ----------
+    model
+        A NumPyro program; its sample sites are mechanisms with their own noise.
+    evidence
+        ``{site: observed values}``, per unit (shaped like the site) or broadcast.
+    interventions
+        ``{site: value}`` for one counterfactual world ``"cf"``, or
+        ``{label: {site: value}}`` for several. Values as in :class:`~scm_ppl.do`.
+    rng_key
+        A JAX PRNG key.
+    method
+        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"`` or ``"svi"``; the
+        method used and why are in ``result.attrs``.
+    mask
+        ``{site: boolean array}`` to intervene on some units only (one world).
+    num_samples, num_warmup, num_chains, svi_steps
+        Inference settings when abduction needs inference; ``num_samples`` is also the
+        number of draws when the answer is random but needs no inference. When every
+        mechanism inverts and all noise is determined, the answer is one exact draw.
+    model_args, model_kwargs
+        Arguments of the program (e.g. ``{"n": 1000}`` to size its unit plate).
+
+    Returns
+    -------
+    CausalResult
+        ``predictions`` holds every site in every world (dims ``chain, draw, world,
+        ...``; the first world is ``"factual"``); ``posterior`` holds latent sites and the
+        abducted noise ``"noise.<site>"``.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...     numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> cf = counterfactual(model, {"x": 0.5, "y": 1.5}, {"x": 1.0}, rng_key=jax.random.key(0))
+    >>> cf.method, float(cf.samples["predictions"]["y"][0, 0, 1])
+    ('exact', 2.5)
+    """
+    rng_key = _check_key(rng_key)
+    _settings_positive(
+        num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, svi_steps=svi_steps
+    )
+    kwargs = dict(model_kwargs or {})
+    info = inspect_program(model, tuple(model_args), kwargs)
+    ev = check_evidence(info, evidence)
+    worlds = _worlds_from(interventions, "cf")
+    masks = {}
+    if mask is not None:
+        if len(worlds) != 1:
+            raise InterventionError("mask= applies to one world; give one interventions mapping.")
+        masks = {next(iter(worlds)): dict(mask)}
+    for label, ivs in worlds.items():
+        check_interventions(info, ivs, masks.get(label))
+    _noise_needed(info)
+    method, reason = choose_method(info, ev, method)
+    sample_ev = {k: v for k, v in ev.items() if info.sites[k].kind == "sample"}
+    observed = set(sample_ev) | {n for n, s in info.sites.items() if s.observed}
+    latent = [n for n in info.sample_sites() if n not in observed]
+    fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
+    determined = method == "exact" and not latent and not fresh
+    keep = frozenset(
+        list(info.sites)
+        + [f"{NOISE_PREFIX}.{n}" for n in info.sample_sites()]
+        + [f"{label}.{n}" for label in worlds for n in info.sites]
+    )
+    settings = InferenceSettings(num_samples, num_warmup, num_chains, svi_steps)
+    draws = run_query(
+        model,
+        args=tuple(model_args),
+        kwargs=kwargs,
+        evidence=sample_ev,
+        worlds=worlds,
+        masks=masks,
+        method=method,
+        num_draws=1 if determined else num_samples,
+        settings=settings,
+        latent_sites=latent,
+        keep=keep,
+        rng_key=rng_key,
+    )
+    values = draws.values
+    _check_deterministic_evidence(info, ev, values)
+    labels = ["factual", *worlds]
+    predictions = {
+        name: jax.numpy.stack(
+            [values[name]] + [values[f"{label}.{name}"] for label in worlds], axis=2
+        )
+        for name in info.sites
+    }
+    posterior = {n: values[n] for n in latent}
+    posterior |= {k: v for k, v in values.items() if k.startswith(f"{NOISE_PREFIX}.")}
+    groups = {"posterior": posterior, "observed_data": ev, "predictions": predictions}
+    dims = {
+        "posterior": {k: _dims(info, k, tuple(v.shape[2:])) for k, v in posterior.items()},
+        "observed_data": {k: _dims(info, k, tuple(v.shape)) for k, v in ev.items()},
+        "predictions": {
+            k: ["world", *_dims(info, k, tuple(v.shape[3:]))] for k, v in predictions.items()
+        },
+    }
+    couplings = {
+        n: info.sites[n].coupling for n in info.sample_sites() if not info.sites[n].invertible
+    }
+    attrs = {
+        "query": "counterfactual",
+        "method": method,
+        "method_reason": reason,
+        "couplings": couplings,
+        "worlds": labels,
+        "interventions": {label: describe(ivs) for label, ivs in worlds.items()},
+        "evidence_sites": sorted(ev),
+        "graph": _graph_json(info.graph),
+        "exact": determined,
+        **draws.diagnostics,
+    }
+    return CausalResult(groups, dims, {"world": labels}, attrs)
+
+
+def _check_deterministic_evidence(
+    info: ProgramInfo, evidence: Mapping[str, Any], values: Mapping[str, Any]
+) -> None:
+    for name, observed in evidence.items():
+        if info.sites[name].kind != "deterministic":
+            continue
+        gap = float(np.max(np.abs(np.asarray(values[name]) - np.asarray(observed))))
+        scale = 1e-4 * (1.0 + float(np.max(np.abs(np.asarray(observed)))))
+        if not gap <= scale:
+            raise EvidenceError(
+                f"Evidence for deterministic site '{name}' disagrees with its mechanism by up "
+                f"to {gap:.3g}: a noise-free mechanism's value is fixed by its parents. Drop "
+                "it from the evidence or model the site with noise."
+            )
+
+
+def interventional(
+    model: Callable,
+    interventions: Mapping[str, Any],
+    *,
+    rng_key: jax.Array,
+    num_samples: int = 1000,
+    evidence: Mapping[str, Any] | None = None,
+    method: str = "auto",
+    mask: Mapping[str, Any] | None = None,
+    num_warmup: int = 500,
+    num_chains: int = 1,
+    svi_steps: int = 2000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> CausalResult:
+    """Samples of the program under intervention: ``P(V | do(...))``, optionally given
+    evidence in the intervened world, ``P(V | do(...), evidence)``.
+
+    Parameters
+    ----------
+    interventions
+        ``{site: value}``, or ``{label: {site: value}}`` for several interventions side by
+        side (the ``intervention`` dim of ``predictions``).
+    num_samples
+        Number of draws (each draw runs every unit of the program's plates).
+    evidence
+        Optional observations *in the intervened world*; abduction then runs as in
+        :func:`counterfactual` (the method used is in ``attrs``).
+
+    Returns
+    -------
+    CausalResult
+        ``predictions`` with dims ``chain, draw, intervention, ...``.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...     numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> r = interventional(model, {"x": 1.0}, num_samples=4000, rng_key=jax.random.key(0))
+    >>> round(float(r.samples["predictions"]["y"].mean()), 1)
+    2.0
+    """
+    rng_key = _check_key(rng_key)
+    _settings_positive(num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains)
+    kwargs = dict(model_kwargs or {})
+    info = inspect_program(model, tuple(model_args), kwargs)
+    worlds = _worlds_from(interventions, "do")
+    if mask is not None and len(worlds) != 1:
+        raise InterventionError("mask= applies to one intervention; give one mapping.")
+    for ivs in worlds.values():
+        check_interventions(info, ivs, mask)
+    ev = check_evidence(info, evidence)
+    for label, ivs in worlds.items():
+        clash = sorted(set(ivs) & set(ev))
+        if clash:
+            raise InterventionError(
+                f"Site(s) {clash} are both intervened on and given as evidence in the same "
+                f"world{'' if label == 'do' else f' ({label!r})'}: an intervened value is set, "
+                "not observed. Drop them from the evidence, or ask a counterfactual question "
+                "(evidence in the factual world) with scm_ppl.counterfactual."
+            )
+    settings = InferenceSettings(num_samples, num_warmup, num_chains, svi_steps)
+    keep = frozenset(info.sites)
+    per_label, methods, diagnostics = {}, {}, {}
+    keys = jax.random.split(rng_key, len(worlds))
+    for key, (label, ivs) in zip(keys, worlds.items(), strict=True):
+        if ev:
+            sub_info = inspect_program(do(model, ivs, mask=mask), tuple(model_args), kwargs)
+            chosen, _ = choose_method(sub_info, ev, method)
+            observed = set(ev) | {n for n, s in sub_info.sites.items() if s.observed}
+            latent = [n for n in sub_info.sample_sites() if n not in observed]
+        else:
+            chosen, latent = "forward", []
+        draws = run_query(
+            model,
+            args=tuple(model_args),
+            kwargs=kwargs,
+            evidence={k: v for k, v in ev.items() if info.sites[k].kind == "sample"},
+            worlds={},
+            masks={},
+            method=chosen,
+            num_draws=num_samples,
+            settings=settings,
+            latent_sites=latent,
+            keep=keep,
+            rng_key=key,
+            factual=ivs,
+            factual_mask=mask,
+        )
+        per_label[label] = draws.values
+        methods[label] = chosen
+        diagnostics.update(draws.diagnostics)
+    labels = list(worlds)
+    predictions = {
+        name: jax.numpy.stack([per_label[label][name] for label in labels], axis=2)
+        for name in info.sites
+    }
+    groups: dict[str, dict[str, Any]] = {"predictions": predictions}
+    dims = {
+        "predictions": {
+            k: ["intervention", *_dims(info, k, tuple(v.shape[3:]))] for k, v in predictions.items()
+        },
+        "observed_data": {k: _dims(info, k, tuple(v.shape)) for k, v in ev.items()},
+    }
+    if ev:
+        groups["observed_data"] = dict(ev)
+    attrs = {
+        "query": "interventional",
+        "method": methods[labels[0]] if len(set(methods.values())) == 1 else "mixed",
+        "methods": methods,
+        "interventions": {label: describe(ivs) for label, ivs in worlds.items()},
+        "evidence_sites": sorted(ev),
+        "graph": _graph_json(info.graph),
+        **diagnostics,
+    }
+    return CausalResult(groups, dims, {"intervention": labels}, attrs)

@@ -1,0 +1,56 @@
+"""The exceptions and warnings scm_ppl raises.
+
+Every error subclasses both :class:`ScmPplError` and the builtin it refines, so
+``except ValueError`` keeps working for callers who do not know this package.
+Messages say what was expected, what arrived, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AbductionError",
+    "EvidenceError",
+    "GraphError",
+    "InterventionError",
+    "InferenceWarning",
+    "NoiseViewError",
+    "ProgramError",
+    "ScmPplError",
+    "ScmPplWarning",
+]
+
+
+class ScmPplError(Exception):
+    """Base class of every error raised by scm_ppl."""
+
+
+class NoiseViewError(ScmPplError, TypeError):
+    """A distribution has no noise view, or its noise view cannot do what was asked."""
+
+
+class InterventionError(ScmPplError, ValueError):
+    """An intervention names an unknown site or has a value of the wrong kind or shape."""
+
+
+class EvidenceError(ScmPplError, ValueError):
+    """Evidence names an unknown site, does not fit its shape, or holds NaN/inf."""
+
+
+class AbductionError(ScmPplError, ValueError):
+    """The requested abduction method cannot be used for this query."""
+
+
+class GraphError(ScmPplError, ValueError):
+    """A causal graph is malformed (a cycle, an unknown node, ...)."""
+
+
+class ScmPplWarning(UserWarning):
+    """Base class of every warning raised by scm_ppl."""
+
+
+class ProgramError(ScmPplError, RuntimeError):
+    """Running the user's program raised; the original exception is chained."""
+
+
+class InferenceWarning(ScmPplWarning):
+    """Approximate inference looks unreliable (divergences, high r_hat, low ESS)."""

@@ -1,0 +1,265 @@
+"""What a program looks like, learnt once without running any arithmetic, and the checks
+of queries against it.
+
+:func:`inspect_program` traces the program abstractly (``jax.eval_shape``) and records
+each site's kind, shape, dtype, plates and noise view; the queries validate evidence and
+interventions against that record *before* anything is compiled, so bad input ends in a
+message that names the site and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+from numpyro import handlers
+
+from scm_ppl.errors import EvidenceError, InterventionError, NoiseViewError, ProgramError
+from scm_ppl.graph import graph as program_graph
+from scm_ppl.intervention import Intervention
+from scm_ppl.noise import noise_view
+
+__all__ = ["ProgramInfo", "SiteInfo", "check_evidence", "check_interventions", "inspect_program"]
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """One sample or deterministic site of a program."""
+
+    name: str
+    kind: str  # "sample" | "deterministic"
+    shape: tuple[int, ...]
+    dtype: Any
+    observed: bool
+    distribution: str
+    discrete: bool
+    invertible: bool
+    coupling: str | None
+    noise_error: str | None  # why the site has no noise view, if it has none
+    batch_dims: tuple[str | None, ...]  # plate name of each batch axis (None: no plate)
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """Sites in program order and the causal graph of a program."""
+
+    sites: dict[str, SiteInfo]
+    graph: nx.DiGraph
+
+    def names(self) -> list[str]:
+        return list(self.sites)
+
+    def sample_sites(self) -> list[str]:
+        return [n for n, s in self.sites.items() if s.kind == "sample"]
+
+    def ancestors(self, names: Any) -> set[str]:
+        out: set[str] = set()
+        for name in names:
+            out |= nx.ancestors(self.graph, name)
+        return out
+
+
+def _unwrap(fn: Any) -> Any:
+    while hasattr(fn, "base_dist") and type(fn).__name__ in (
+        "ExpandedDistribution",
+        "Independent",
+        "MaskedDistribution",
+    ):
+        fn = fn.base_dist
+    return fn
+
+
+def _batch_dims(site: Mapping[str, Any], batch_ndim: int) -> tuple[str | None, ...]:
+    names: list[str | None] = [None] * batch_ndim
+    for frame in site.get("cond_indep_stack", []):
+        axis = batch_ndim + frame.dim
+        if 0 <= axis < batch_ndim:
+            names[axis] = frame.name
+    return tuple(names)
+
+
+def _site_info(name: str, site: Mapping[str, Any]) -> SiteInfo:
+    value = site["value"]
+    shape, dtype = tuple(jnp.shape(value)), jnp.result_type(value)
+    if site["type"] == "deterministic":
+        return SiteInfo(
+            name, "deterministic", shape, dtype, False, "Deterministic", False, False, None, None,
+            _batch_dims(site, len(shape)),
+        )  # fmt: skip
+    fn = site["fn"]
+    event_ndim = len(fn.event_shape)
+    discrete = bool(getattr(fn.support, "is_discrete", False))
+    invertible, coupling, error = False, None, None
+    try:
+        view = noise_view(fn)
+        invertible, coupling = view.inverse is not None, view.coupling
+    except NoiseViewError as err:
+        error = str(err)
+    return SiteInfo(
+        name, "sample", shape, dtype, bool(site["is_observed"]), type(_unwrap(fn)).__name__,
+        discrete, invertible, coupling, error, _batch_dims(site, len(shape) - event_ndim),
+    )  # fmt: skip
+
+
+def _hashable(obj: Any) -> Any:
+    try:
+        hash(obj)
+    except TypeError:
+        return ("id", id(obj))
+    return obj
+
+
+_INFO_CACHE: dict[Any, ProgramInfo] = {}
+
+
+def arguments_key(args: tuple, kwargs: Mapping[str, Any]) -> Any:
+    """A hashable key of a program's arguments: arrays by shape and dtype, the rest by value."""
+    leaves, treedef = jax.tree_util.tree_flatten((args, dict(kwargs)))
+    parts = []
+    for leaf in leaves:
+        if isinstance(leaf, (np.ndarray, jax.Array)):
+            parts.append(("array", tuple(leaf.shape), str(leaf.dtype)))
+        else:
+            parts.append(_hashable(leaf))
+    return (treedef, tuple(parts))
+
+
+def inspect_program(
+    model: Callable, args: tuple = (), kwargs: Mapping[str, Any] | None = None
+) -> ProgramInfo:
+    """Trace ``model(*args, **kwargs)`` abstractly and describe its sites and graph.
+
+    The result is cached per program and argument shapes, so repeated queries pay for it
+    once.
+    """
+    kwargs = dict(kwargs or {})
+    key = (_hashable(model), arguments_key(args, kwargs))
+    if key in _INFO_CACHE:
+        return _INFO_CACHE[key]
+    sites: dict[str, SiteInfo] = {}
+
+    def run() -> None:
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+        for name, site in tr.items():
+            if site["type"] in ("sample", "deterministic"):
+                sites[name] = _site_info(name, site)
+
+    try:
+        jax.eval_shape(run)
+    except (NoiseViewError, ProgramError):
+        raise
+    except Exception as err:
+        label = getattr(model, "__name__", repr(model))
+        raise ProgramError(
+            f"Running the program '{label}' raised {type(err).__name__}: {err}. "
+            "Check the program runs on its own: numpyro.handlers.seed(model, 0)(*args)."
+        ) from err
+    if not sites:
+        raise ProgramError("The program has no sample or deterministic sites: nothing to model.")
+    info = ProgramInfo(sites, program_graph(model, *args, **kwargs))
+    _INFO_CACHE[key] = info
+    return info
+
+
+def _unknown_site_message(what: str, unknown: list[str], info: ProgramInfo) -> str:
+    noun = "site" if len(unknown) == 1 else "sites"
+    shown = ", ".join(repr(u) for u in unknown)
+    return f"Unknown {what} {noun} {shown}; the program has sites {info.names()}."
+
+
+def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dict[str, jax.Array]:
+    """Validate evidence against the program and return it as arrays of the site's shape."""
+    if evidence is None:
+        return {}
+    if not isinstance(evidence, Mapping):
+        raise EvidenceError(
+            "Evidence must be a mapping from site name to observed values, e.g. "
+            f"{{'x': 0.3}}; got {type(evidence).__name__}."
+        )
+    unknown = [name for name in evidence if name not in info.sites]
+    if unknown:
+        raise EvidenceError(_unknown_site_message("evidence", unknown, info))
+    out: dict[str, jax.Array] = {}
+    for name, value in evidence.items():
+        site = info.sites[name]
+        try:
+            array = np.asarray(value)
+        except Exception as err:  # ragged lists and odd objects fail in many ways
+            raise EvidenceError(f"Evidence for '{name}' is not an array: {err}.") from err
+        if not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
+            raise EvidenceError(f"Evidence for '{name}' has dtype {array.dtype}; expected numbers.")
+        if array.size == 0:
+            raise EvidenceError(f"Evidence for '{name}' is empty; give at least one value.")
+        if np.issubdtype(array.dtype, np.inexact):
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if bad:
+                raise EvidenceError(
+                    f"Evidence for '{name}' holds {bad} NaN/inf value(s) out of {array.size}; "
+                    "drop those units or impute them before the query."
+                )
+        try:
+            fits = np.broadcast_shapes(array.shape, site.shape) == site.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            plates = ", ".join(f"{p}" for p in site.batch_dims if p) or "none"
+            raise EvidenceError(
+                f"Evidence for '{name}' has shape {array.shape}, but the site has shape "
+                f"{site.shape} (plates: {plates}). Pass the program arguments that size its "
+                "plates (e.g. model_kwargs={'n': len(values)}) or reshape the evidence."
+            )
+        out[name] = jnp.broadcast_to(jnp.asarray(array, dtype=site.dtype), site.shape)
+    return out
+
+
+def check_interventions(
+    info: ProgramInfo,
+    interventions: Mapping[str, Intervention],
+    mask: Mapping[str, Any] | None = None,
+) -> None:
+    """Validate classified interventions (and masks) against the program's sites."""
+    unknown = [name for name in interventions if name not in info.sites]
+    if unknown:
+        raise InterventionError(_unknown_site_message("intervention", unknown, info))
+    for name, iv in interventions.items():
+        site = info.sites[name]
+        if iv.kind == "hard":
+            _check_broadcast(name, "value", np.shape(iv.value), site.shape)
+        elif iv.kind == "shift":
+            probe = jax.ShapeDtypeStruct(site.shape, site.dtype)
+            try:
+                out = jax.eval_shape(iv.value, probe)
+            except Exception as err:
+                raise InterventionError(
+                    f"The callable intervention on '{name}' raised {type(err).__name__} when "
+                    f"called with a value of shape {site.shape}: {err}. It must map the "
+                    "natural value to the intervened value, elementwise, e.g. lambda x: x + 1."
+                ) from err
+            if tuple(getattr(out, "shape", ())) != site.shape:
+                raise InterventionError(
+                    f"The callable intervention on '{name}' changes the shape: it maps a value "
+                    f"of shape {site.shape} to shape {tuple(getattr(out, 'shape', ()))}. "
+                    "It must return a value of the same shape (work elementwise)."
+                )
+        else:
+            shape = tuple(iv.value.batch_shape) + tuple(iv.value.event_shape)
+            _check_broadcast(name, "distribution's shape", shape, site.shape)
+    for name, m in (mask or {}).items():
+        _check_broadcast(name, "mask", np.shape(m), info.sites[name].shape)
+
+
+def _check_broadcast(name: str, what: str, shape: tuple, site_shape: tuple) -> None:
+    try:
+        fits = np.broadcast_shapes(tuple(shape), site_shape) == site_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise InterventionError(
+            f"The intervention {what} for '{name}' has shape {tuple(shape)}, which does not "
+            f"broadcast to the site's shape {site_shape}."
+        )
