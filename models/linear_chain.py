@@ -30,7 +30,9 @@ import numpy.typing as npt
 import numpyro
 import numpyro.distributions as dist
 
-Interventions = Mapping[str, npt.ArrayLike] | Mapping[int, npt.ArrayLike] | Mapping[int | str, npt.ArrayLike]
+Interventions = (
+    Mapping[str, npt.ArrayLike] | Mapping[int, npt.ArrayLike] | Mapping[int | str, npt.ArrayLike]
+)
 """``{node: value}`` with nodes given by site name (``"x2"``) or column index."""
 
 NODES: tuple[str, ...] = ("x1", "x2", "x3", "x4")
@@ -150,7 +152,7 @@ def interventional_mean_and_cov(
     for key, value in interventions.items():
         k = _node_index(key)
         matrix[:, k] = 0.0
-        intercepts[k] = float(value)
+        intercepts[k] = float(np.asarray(value))
         variances[k] = 0.0
     # Row-vector form x = x M + c + u  =>  x = (c + u) (I - M)^{-1}.
     propagate = np.linalg.inv(np.eye(d) - matrix)

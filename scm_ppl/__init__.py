@@ -6,6 +6,8 @@ interventional and counterfactual questions with :func:`interventional` and
 :func:`counterfactual`, read the causal graph with :func:`graph`.
 """
 
+from typing import TYPE_CHECKING
+
 from scm_ppl.counterfactual import counterfactual, interventional
 from scm_ppl.engine import trace_count
 from scm_ppl.errors import (
@@ -21,8 +23,8 @@ from scm_ppl.errors import (
 )
 from scm_ppl.graph import graph
 from scm_ppl.handlers import do, replay_noise
-from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.noise import NoiseView, noise_view, register_noise_view
+from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.results import CausalResult
 from scm_ppl.worlds import multi_world, twin_world
 
@@ -58,6 +60,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from scm_ppl.plotting import plot_graph
 
 
 def __getattr__(name: str):

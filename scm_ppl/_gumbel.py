@@ -84,13 +84,13 @@ class GumbelMaxPosterior(Distribution):
         below = -jnp.logaddexp(-top, -(logits + prior))
         chosen = self.value[..., None] == jnp.arange(shape[-1])
         u = jnp.where(chosen, top, below) - logits
-        # Rounding can tie a runner-up with the top; push it down by a few ulps so that
-        # argmax(logits + u) recovers `value` exactly (an O(eps) change of the law).
-        z = logits + u
-        z_top = jnp.max(jnp.where(chosen, z, -jnp.inf), axis=-1, keepdims=True)
+        # Keep every runner-up a few ulps below the top, so that argmax(logits + u)
+        # recovers `value` exactly even if the logits are recomputed an ulp apart
+        # elsewhere (an O(eps) change of the law).
+        z_top = jnp.where(chosen, logits + u, -jnp.inf).max(axis=-1, keepdims=True)
         slack = 8 * jnp.finfo(dtype).eps * (jnp.abs(z_top) + jnp.abs(logits) + jnp.abs(u) + 1)
-        tied = ~chosen & (z >= z_top) & jnp.isfinite(z_top)
-        u = jnp.where(tied, z_top - slack - logits, u)
+        ceiling = jnp.where(jnp.isfinite(z_top), z_top - slack - logits, jnp.inf)
+        u = jnp.where(chosen, u, jnp.minimum(u, ceiling))
         # A category of probability zero never wins whatever its noise: keep the prior draw.
         return jnp.where(jnp.isfinite(logits), u, prior)
 

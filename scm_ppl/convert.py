@@ -9,10 +9,9 @@ small queries users run, and every dim is named (``chain``, ``draw``, ``world``,
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import warnings
 
 import numpy as np
 import xarray as xr
@@ -49,7 +48,7 @@ def to_inference_data(
     ``dims[group][name]`` lists the dims of ``name`` after the leading ``chain`` and
     ``draw`` (which every group but ``observed_data`` carries).
     """
-    datasets: dict[str, xr.Dataset] = {}
+    datasets: dict[str, Any] = {}
     shared_attrs = _attrs(attrs)
     for group, variables in groups.items():
         lead = [] if group == "observed_data" else ["chain", "draw"]

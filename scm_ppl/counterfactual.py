@@ -95,13 +95,12 @@ def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tup
             "Model them as sample sites with (small) noise, or drop them from the evidence."
         )
     non_invertible = [
-        n for n in info.sample_sites() if n in observed and n in relevant and not info.sites[n].invertible
-    ]  # fmt: skip
+        n
+        for n in info.sample_sites()
+        if n in observed and n in relevant and not info.sites[n].invertible
+    ]
     if method == "auto":
-        if latent_ancestors:
-            method = "nuts"
-        else:
-            method = "coupling" if non_invertible else "exact"
+        method = "nuts" if latent_ancestors else ("coupling" if non_invertible else "exact")
     if method in ("exact", "coupling") and latent_ancestors:
         raise AbductionError(
             f"Abduction by {method!r} needs every sample site upstream of the evidence to be "
@@ -232,11 +231,7 @@ def counterfactual(
     latent = [n for n in info.sample_sites() if n not in observed]
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = method == "exact" and not latent and not fresh
-    keep = frozenset(
-        list(info.sites)
-        + [f"{NOISE_PREFIX}.{n}" for n in info.sample_sites()]
-        + [f"{label}.{n}" for label in worlds for n in info.sites]
-    )
+    extra = frozenset(latent + [f"{NOISE_PREFIX}.{n}" for n in info.sample_sites()])
     settings = InferenceSettings(num_samples, num_warmup, num_chains, svi_steps)
     draws = run_query(
         model,
@@ -249,20 +244,14 @@ def counterfactual(
         num_draws=1 if determined else num_samples,
         settings=settings,
         latent_sites=latent,
-        keep=keep,
+        sites=tuple(info.sites),
+        extra=extra,
         rng_key=rng_key,
     )
-    values = draws.values
-    _check_deterministic_evidence(info, ev, values)
+    predictions = draws.worlds
+    _check_deterministic_evidence(info, ev, predictions)
     labels = ["factual", *worlds]
-    predictions = {
-        name: jax.numpy.stack(
-            [values[name]] + [values[f"{label}.{name}"] for label in worlds], axis=2
-        )
-        for name in info.sites
-    }
-    posterior = {n: values[n] for n in latent}
-    posterior |= {k: v for k, v in values.items() if k.startswith(f"{NOISE_PREFIX}.")}
+    posterior = draws.other
     groups = {"posterior": posterior, "observed_data": ev, "predictions": predictions}
     dims = {
         "posterior": {k: _dims(info, k, tuple(v.shape[2:])) for k, v in posterior.items()},
@@ -295,7 +284,7 @@ def _check_deterministic_evidence(
     for name, observed in evidence.items():
         if info.sites[name].kind != "deterministic":
             continue
-        gap = float(np.max(np.abs(np.asarray(values[name]) - np.asarray(observed))))
+        gap = float(np.max(np.abs(np.asarray(values[name][:, :, 0]) - np.asarray(observed))))
         scale = 1e-4 * (1.0 + float(np.max(np.abs(np.asarray(observed)))))
         if not gap <= scale:
             raise EvidenceError(
@@ -369,7 +358,6 @@ def interventional(
                 "(evidence in the factual world) with scm_ppl.counterfactual."
             )
     settings = InferenceSettings(num_samples, num_warmup, num_chains, svi_steps)
-    keep = frozenset(info.sites)
     per_label, methods, diagnostics = {}, {}, {}
     keys = jax.random.split(rng_key, len(worlds))
     for key, (label, ivs) in zip(keys, worlds.items(), strict=True):
@@ -391,17 +379,20 @@ def interventional(
             num_draws=num_samples,
             settings=settings,
             latent_sites=latent,
-            keep=keep,
+            sites=tuple(info.sites),
+            extra=frozenset(),
             rng_key=key,
             factual=ivs,
             factual_mask=mask,
         )
-        per_label[label] = draws.values
+        per_label[label] = draws.worlds
         methods[label] = chosen
         diagnostics.update(draws.diagnostics)
     labels = list(worlds)
     predictions = {
-        name: jax.numpy.stack([per_label[label][name] for label in labels], axis=2)
+        name: jax.numpy.concatenate([per_label[label][name] for label in labels], axis=2)
+        if len(labels) > 1
+        else per_label[labels[0]][name]
         for name in info.sites
     }
     groups: dict[str, dict[str, Any]] = {"predictions": predictions}

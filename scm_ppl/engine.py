@@ -53,9 +53,14 @@ class InferenceSettings(NamedTuple):
 
 
 class Draws(NamedTuple):
-    """Site values from a query, each shaped ``(chain, draw, *site_shape)``."""
+    """Site values from a query.
 
-    values: dict[str, jax.Array]
+    ``worlds[site]`` is shaped ``(chain, draw, world, *site_shape)`` with the factual
+    world first; ``other[name]`` (latent sites, noise) is ``(chain, draw, *shape)``.
+    """
+
+    worlds: dict[str, jax.Array]
+    other: dict[str, jax.Array]
     diagnostics: dict[str, float]
 
 
@@ -140,12 +145,13 @@ def run_query(
     num_draws: int,
     settings: InferenceSettings,
     latent_sites: list[str],
-    keep: frozenset[str],
+    sites: tuple[str, ...],
+    extra: frozenset[str],
     rng_key: jax.Array,
     factual: Mapping[str, Intervention] | None = None,
     factual_mask: Mapping[str, Any] | None = None,
 ) -> Draws:
-    """Run one query and return the kept sites' values shaped ``(chain, draw, ...)``.
+    """Run one query: ``sites`` in every world, and the ``extra`` sites of the trace.
 
     ``factual`` intervenes in the factual (evidence) world itself: the interventional
     queries ``P(V | do(...), evidence)``.
@@ -177,24 +183,30 @@ def run_query(
         _shapes(masks),
         None if latents is None else _shapes(latents),
         num_draws,
-        keep,
+        chains,
+        sites,
+        extra,
     )
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = _COMPILED[key] = _build(model, worlds, rebuild_args, keep, latents is not None)
+        layout = (chains, sites, extra)
+        compiled = _COMPILED[key] = _build(model, worlds, rebuild_args, layout, latents is not None)
     keys = jax.random.split(predict_key, num_draws)
-    values = compiled(keys, dict(evidence), latents, dynamic_worlds, dict(masks), arrays)
-    values = {k: v.reshape((chains, num_draws // chains, *v.shape[1:])) for k, v in values.items()}
-    return Draws(values, diagnostics)
+    stacked, other = compiled(keys, dict(evidence), latents, dynamic_worlds, dict(masks), arrays)
+    return Draws(stacked, other, diagnostics)
 
 
 def _build(
     model: Callable,
     worlds: Worlds,
     rebuild_args: Callable,
-    keep: frozenset[str],
+    layout: tuple[int, tuple[str, ...], frozenset[str]],
     with_latents: bool,
 ) -> Callable:
+    chains, sites, extra = layout
+    labels = [label for label in worlds if label != _FACTUAL]
+    keep = set(extra) | set(sites) | {f"{label}.{s}" for label in labels for s in sites}
+
     def one_draw(key, evidence, latents, dynamic_worlds, masks, arrays):
         args, kwargs = rebuild_args(arrays)
         masks = dict(masks)
@@ -219,9 +231,17 @@ def _build(
     def all_draws(keys, evidence, latents, dynamic_worlds, masks, arrays):
         _TRACES[0] += 1
         axes = (0, None, 0 if with_latents else None, None, None, None)
-        return jax.vmap(one_draw, in_axes=axes)(
+        values = jax.vmap(one_draw, in_axes=axes)(
             keys, evidence, latents, dynamic_worlds, masks, arrays
         )
+        # Lay results out inside the compiled call: outside it, each reshape and stack
+        # would be a separate dispatch costing more than the arithmetic itself.
+        values = {k: v.reshape((chains, -1, *v.shape[1:])) for k, v in values.items()}
+        stacked = {
+            s: jnp.stack([values[s]] + [values[f"{label}.{s}"] for label in labels], axis=2)
+            for s in sites
+        }
+        return stacked, {k: values[k] for k in extra}
 
     return jax.jit(all_draws)
 
@@ -296,10 +316,11 @@ def _svi(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=T
     result = svi.run(
         fit_key, settings.svi_steps, dict(evidence), *args, progress_bar=False, **kwargs
     )
-    draws = guide.sample_posterior(
+    guide_draws = guide.sample_posterior(
         sample_key, result.params, *(dict(evidence), *args), sample_shape=(settings.num_samples,),
         **kwargs,
     )  # fmt: skip
+    draws: dict[str, Any] = guide_draws  # type: ignore[assignment]  # numpyro types it loosely
     latents = {name: draws[name][None] for name in latent_sites if name in draws}
     tail = np.asarray(result.losses[-max(1, settings.svi_steps // 10) :])
     return latents, {"final_elbo_loss": float(np.mean(tail))}

@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.core import Tracer
 import numpy as np
 import numpyro.distributions as dist
 
@@ -68,7 +69,7 @@ def as_intervention(site: str, value: Any) -> Intervention:
         return Intervention("stochastic", value)
     if callable(value):
         return Intervention("shift", value)
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         return Intervention("hard", value)
     try:
         array = np.asarray(value)

@@ -382,37 +382,15 @@ def plot_graph(
         )
 
     arrow = {"mutation_scale": 13 * zoom**0.5, "shrinkA": 1.0, "shrinkB": 1.5, "linewidth": 1.3}
-    for (u, v), rad in bends.items():
-        ax.add_patch(
-            FancyArrowPatch(
-                pos[u],
-                pos[v],
-                patchA=patches[u],
-                patchB=patches[v],
-                arrowstyle="-|>",
-                connectionstyle=f"arc3,rad={rad:.3f}",
-                color=_EDGE,
-                gid=f"edge:{u}->{v}",
-                zorder=2,
-                **arrow,
-            )
-        )
-    for (u, v), rad in twins:
-        ax.add_patch(
-            FancyArrowPatch(
-                pos[u],
-                pos[v],
-                patchA=patches[u],
-                patchB=patches[v],
-                arrowstyle="<|-|>",
-                connectionstyle=f"arc3,rad={rad:.3f}",
-                color=_BIDIRECTED,
-                linestyle=(0, (4, 2)),
-                gid=f"bidirected:{u}<->{v}",
-                zorder=1,
-                **arrow,
-            )
-        )
+    directed = {"arrowstyle": "-|>", "color": _EDGE, "zorder": 2}
+    twin = {"arrowstyle": "<|-|>", "color": _BIDIRECTED, "linestyle": (0, (4, 2)), "zorder": 1}
+    for (u, v), rad, props, gid in [
+        *(((u, v), rad, directed, f"edge:{u}->{v}") for (u, v), rad in bends.items()),
+        *(((u, v), rad, twin, f"bidirected:{u}<->{v}") for (u, v), rad in twins),
+    ]:
+        edge = FancyArrowPatch(pos[u], pos[v], patchA=patches[u], patchB=patches[v], **arrow)
+        edge.update({**props, "connectionstyle": f"arc3,rad={rad:.3f}", "gid": gid})
+        ax.add_patch(edge)
 
     _legend(ax, g, bidirected)
     ax.set_xlim(x_lo, x_hi)

@@ -172,7 +172,7 @@ def _unknown_site_message(what: str, unknown: list[str], info: ProgramInfo) -> s
     return f"Unknown {what} {noun} {shown}; the program has sites {info.names()}."
 
 
-def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dict[str, jax.Array]:
+def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate evidence against the program and return it as arrays of the site's shape."""
     if evidence is None:
         return {}
@@ -184,24 +184,19 @@ def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dic
     unknown = [name for name in evidence if name not in info.sites]
     if unknown:
         raise EvidenceError(_unknown_site_message("evidence", unknown, info))
-    out: dict[str, jax.Array] = {}
+    out: dict[str, Any] = {}
     for name, value in evidence.items():
         site = info.sites[name]
+        on_device = isinstance(value, jax.Array)
+        xp: Any = jnp if on_device else np  # device arrays are checked where they live
         try:
-            array = np.asarray(value)
+            array = value if on_device else np.asarray(value)
         except Exception as err:  # ragged lists and odd objects fail in many ways
             raise EvidenceError(f"Evidence for '{name}' is not an array: {err}.") from err
         if not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
             raise EvidenceError(f"Evidence for '{name}' has dtype {array.dtype}; expected numbers.")
         if array.size == 0:
             raise EvidenceError(f"Evidence for '{name}' is empty; give at least one value.")
-        if np.issubdtype(array.dtype, np.inexact):
-            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-            if bad:
-                raise EvidenceError(
-                    f"Evidence for '{name}' holds {bad} NaN/inf value(s) out of {array.size}; "
-                    "drop those units or impute them before the query."
-                )
         try:
             fits = np.broadcast_shapes(array.shape, site.shape) == site.shape
         except ValueError:
@@ -213,8 +208,31 @@ def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dic
                 f"{site.shape} (plates: {plates}). Pass the program arguments that size its "
                 "plates (e.g. model_kwargs={'n': len(values)}) or reshape the evidence."
             )
-        out[name] = jnp.broadcast_to(jnp.asarray(array, dtype=site.dtype), site.shape)
+        if array.shape != site.shape or array.dtype != site.dtype:
+            # numpy arrays reach the device in one batch with the compiled call's arguments
+            array = xp.broadcast_to(array.astype(site.dtype), site.shape)
+        out[name] = array
+    _check_finite(out)
     return out
+
+
+@jax.jit
+def _nonfinite_counts(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {k: jnp.sum(~jnp.isfinite(v)) for k, v in arrays.items()}
+
+
+def _check_finite(evidence: Mapping[str, Any]) -> None:
+    inexact = {k: v for k, v in evidence.items() if jnp.issubdtype(v.dtype, jnp.inexact)}
+    on_device = {k: v for k, v in inexact.items() if isinstance(v, jax.Array)}
+    counts = {k: int(np.sum(~np.isfinite(v))) for k, v in inexact.items() if k not in on_device}
+    if on_device:  # one dispatch and one transfer for all device arrays
+        counts |= {k: int(c) for k, c in _nonfinite_counts(on_device).items()}
+    for name, bad in counts.items():
+        if bad:
+            raise EvidenceError(
+                f"Evidence for '{name}' holds {bad} NaN/inf value(s) out of "
+                f"{evidence[name].size}; drop those units or impute them before the query."
+            )
 
 
 def check_interventions(

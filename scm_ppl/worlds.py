@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import numpyro
 from numpyro import handlers
 
@@ -28,7 +27,7 @@ NOISE_PREFIX = "noise"
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def abduct_noise(factual_trace: Mapping[str, Any]) -> dict[str, jax.Array]:
+def abduct_noise(factual_trace: Mapping[str, Any]) -> dict[str, Any]:
     """The exogenous noise of every sample site of a factual trace.
 
     Invertible mechanisms give their noise exactly, recorded as the deterministic site
@@ -37,7 +36,7 @@ def abduct_noise(factual_trace: Mapping[str, Any]) -> dict[str, jax.Array]:
     law is that conditional (a proper distribution, so NUTS and ``Predictive`` handle it).
     Must be called inside a NumPyro program.
     """
-    noise: dict[str, jax.Array] = {}
+    noise: dict[str, Any] = {}
     for name, site in factual_trace.items():
         if site["type"] != "sample" or (site.get("infer") or {}).get(FRESH_NOISE_KEY):
             continue

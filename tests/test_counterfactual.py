@@ -54,7 +54,9 @@ def test_exact_path_shift_intervention_on_a_chain():
     observed = np.stack([np.asarray(data[f"x{i}"]) for i in range(1, 5)], axis=-1)
     shifted = observed[:, 1] + 1.0
     expected = linear_chain.counterfactual_closed_form(observed, {"x2": shifted})
-    got = np.stack([np.asarray(cf.samples["predictions"][f"x{i}"][0, 0, 1]) for i in range(1, 5)], -1)
+    got = np.stack(
+        [np.asarray(cf.samples["predictions"][f"x{i}"][0, 0, 1]) for i in range(1, 5)], -1
+    )
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
@@ -69,9 +71,7 @@ def test_noise_is_in_the_posterior_and_inverts_exactly():
 
 def test_downstream_latent_sites_are_drawn_from_their_prior_exactly():
     # x2..x4 unobserved but downstream of the evidence: no inference needed.
-    cf = counterfactual(
-        linear_chain.model, {"x1": 1.0}, {"x1": 2.0}, rng_key=KEY, num_samples=4000
-    )
+    cf = counterfactual(linear_chain.model, {"x1": 1.0}, {"x1": 2.0}, rng_key=KEY, num_samples=4000)
     assert cf.method == "exact" and not cf.attrs["exact"]
     x2_cf = np.asarray(cf.samples["predictions"]["x2"][0, :, 1, 0])
     w, s = linear_chain.WEIGHTS[0], linear_chain.NOISE_SCALES[1]
@@ -110,7 +110,9 @@ def test_nuts_counterfactual_is_exact_where_the_latent_cancels():
         latent_confounder.model, {"X": x, "Y": y}, {"X": x_prime}, rng_key=KEY, num_samples=500
     )
     y_cf = np.asarray(cf.samples["predictions"]["Y"][0, :, 1, 0])
-    np.testing.assert_allclose(y_cf, latent_confounder.counterfactual_y(x, y, x_prime).mean, atol=1e-4)
+    np.testing.assert_allclose(
+        y_cf, latent_confounder.counterfactual_y(x, y, x_prime).mean, atol=1e-4
+    )
     u = np.asarray(cf.samples["posterior"]["U"])
     assert u.std() > 0.1
 
@@ -198,7 +200,9 @@ def test_same_key_same_answer_and_no_recompilation():
     counterfactual(linear_chain.model, data, {"x2": 1.0}, rng_key=KEY, model_kwargs={"n": 100})
     before = trace_count()
     for value in (2.0, 3.0, 4.0):
-        counterfactual(linear_chain.model, data, {"x2": value}, rng_key=KEY, model_kwargs={"n": 100})
+        counterfactual(
+            linear_chain.model, data, {"x2": value}, rng_key=KEY, model_kwargs={"n": 100}
+        )
         counterfactual(
             linear_chain.model, data, {"x2": lambda x: x + 1}, rng_key=KEY, model_kwargs={"n": 100}
         )
@@ -273,7 +277,9 @@ def test_several_interventions_side_by_side():
 
 
 def test_unknown_sites_are_listed():
-    with pytest.raises(EvidenceError, match=r"Unknown evidence site 'q'.*\['x1', 'x2', 'x3', 'x4'\]"):
+    with pytest.raises(
+        EvidenceError, match=r"Unknown evidence site 'q'.*\['x1', 'x2', 'x3', 'x4'\]"
+    ):
         counterfactual(linear_chain.model, {"q": 1.0}, {"x1": 1.0}, rng_key=KEY)
     with pytest.raises(InterventionError, match=r"Unknown intervention site 'q'; the program"):
         counterfactual(linear_chain.model, {"x1": 1.0}, {"q": 1.0}, rng_key=KEY)
@@ -341,7 +347,9 @@ def test_exact_forced_where_a_site_does_not_invert():
         x = numpyro.sample("x", dist.Bernoulli(0.5))
         numpyro.sample("y", dist.Normal(x, 1.0))
 
-    with pytest.raises(AbductionError, match=r"'x' \(BernoulliProbs\) does not invert.*method='nuts'"):
+    with pytest.raises(
+        AbductionError, match=r"'x' \(BernoulliProbs\) does not invert.*method='nuts'"
+    ):
         counterfactual(model, {"x": 1.0, "y": 0.0}, {"x": 0.0}, rng_key=KEY, method="exact")
 
 

@@ -49,7 +49,9 @@ def test_netcdf_round_trip(result, tmp_path):
 
 
 def test_unknown_attribute_names_the_groups(result):
-    with pytest.raises(AttributeError, match=r"groups: \['observed_data', 'posterior', 'predictions'\]"):
+    with pytest.raises(
+        AttributeError, match=r"groups: \['observed_data', 'posterior', 'predictions'\]"
+    ):
         _ = result.sample_stats
 
 

@@ -28,7 +28,9 @@ def test_factual_sites_keep_their_names_and_worlds_carry_a_prefix():
 
 def test_nuts_runs_on_a_conditioned_twin_world():
     x, y, x_prime = 0.3, -0.2, 1.1
-    program = handlers.condition(twin_world(latent_confounder.model, {"X": x_prime}), {"X": x, "Y": y})
+    program = handlers.condition(
+        twin_world(latent_confounder.model, {"X": x_prime}), {"X": x, "Y": y}
+    )
     mcmc = MCMC(NUTS(program), num_warmup=300, num_samples=500, progress_bar=False)
     mcmc.run(KEY)
     samples = mcmc.get_samples()
