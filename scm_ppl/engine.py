@@ -23,6 +23,7 @@ from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
 from numpyro.optim import Adam
 
+from scm_ppl._cache import LRUCache
 from scm_ppl.errors import InferenceWarning
 from scm_ppl.handlers import do
 from scm_ppl.intervention import Intervention
@@ -31,8 +32,8 @@ from scm_ppl.worlds import multi_world
 
 __all__ = ["Draws", "InferenceSettings", "run_query", "trace_count"]
 
-_COMPILED: dict[Any, Callable] = {}
-_MCMC: dict[Any, MCMC] = {}
+_COMPILED = LRUCache(256)
+_MCMC = LRUCache(32)
 _TRACES = [0]
 _FACTUAL = "_factual"
 
@@ -190,7 +191,9 @@ def run_query(
     compiled = _COMPILED.get(key)
     if compiled is None:
         layout = (chains, sites, extra)
-        compiled = _COMPILED[key] = _build(model, worlds, rebuild_args, layout, latents is not None)
+        compiled = _COMPILED.put(
+            key, _build(model, worlds, rebuild_args, layout, latents is not None)
+        )
     keys = jax.random.split(predict_key, num_draws)
     stacked, other = compiled(keys, dict(evidence), latents, dynamic_worlds, dict(masks), arrays)
     return Draws(stacked, other, diagnostics)
@@ -270,7 +273,7 @@ def _nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=
             jit_model_args=True,
         )
         if cache:
-            _MCMC[key] = mcmc
+            _MCMC.put(key, mcmc)
     mcmc.run(rng_key, dict(evidence), *args, extra_fields=("diverging",), **kwargs)
     samples = mcmc.get_samples(group_by_chain=True)
     latents = {name: samples[name] for name in latent_sites if name in samples}

@@ -57,19 +57,17 @@ from numpyro.infer.inspect import get_model_relations
 from numpyro.primitives import Messenger
 
 from scm_ppl.errors import GraphError
+from scm_ppl.handlers import INTERVENTION_KEY, INTERVENTION_OF_KEY, NATURAL_OF_KEY
 
 __all__ = ["graph", "topological_sites"]
 
-INTERVENTION_KEY = "scm_intervention"
-NATURAL_OF_KEY = "scm_natural_of"
-INTERVENTION_OF_KEY = "scm_intervention_of"
 _KEYS = (INTERVENTION_KEY, NATURAL_OF_KEY, INTERVENTION_OF_KEY)
 
 _SITE_TYPES = ("sample", "deterministic")
 _WRAPPERS = (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)
 
 
-def _distribution_name(fn: Any) -> str:
+def distribution_name(fn: Any) -> str:
     while isinstance(fn, _WRAPPERS):
         fn = fn.base_dist
     return type(fn).__name__
@@ -101,7 +99,7 @@ def _site_summaries(
             meta[name] = {
                 "kind": site["type"],
                 "observed": bool(is_sample and site.get("is_observed", False)),
-                "distribution": _distribution_name(site["fn"]) if is_sample else "Deterministic",
+                "distribution": distribution_name(site["fn"]) if is_sample else "Deterministic",
                 "plates": tuple(frame.name for frame in frames),
                 "infer": {k: v for k, v in (site.get("infer") or {}).items() if k in _KEYS},
             }

@@ -20,9 +20,9 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.core import Tracer
 import numpy as np
 import numpyro.distributions as dist
+from jax.core import Tracer
 
 from scm_ppl.errors import InterventionError
 

@@ -19,7 +19,9 @@ import networkx as nx
 import numpy as np
 from numpyro import handlers
 
+from scm_ppl._cache import LRUCache
 from scm_ppl.errors import EvidenceError, InterventionError, NoiseViewError, ProgramError
+from scm_ppl.graph import distribution_name
 from scm_ppl.graph import graph as program_graph
 from scm_ppl.intervention import Intervention
 from scm_ppl.noise import noise_view
@@ -64,16 +66,6 @@ class ProgramInfo:
         return out
 
 
-def _unwrap(fn: Any) -> Any:
-    while hasattr(fn, "base_dist") and type(fn).__name__ in (
-        "ExpandedDistribution",
-        "Independent",
-        "MaskedDistribution",
-    ):
-        fn = fn.base_dist
-    return fn
-
-
 def _batch_dims(site: Mapping[str, Any], batch_ndim: int) -> tuple[str | None, ...]:
     names: list[str | None] = [None] * batch_ndim
     for frame in site.get("cond_indep_stack", []):
@@ -101,7 +93,7 @@ def _site_info(name: str, site: Mapping[str, Any]) -> SiteInfo:
     except NoiseViewError as err:
         error = str(err)
     return SiteInfo(
-        name, "sample", shape, dtype, bool(site["is_observed"]), type(_unwrap(fn)).__name__,
+        name, "sample", shape, dtype, bool(site["is_observed"]), distribution_name(fn),
         discrete, invertible, coupling, error, _batch_dims(site, len(shape) - event_ndim),
     )  # fmt: skip
 
@@ -114,7 +106,7 @@ def _hashable(obj: Any) -> Any:
     return obj
 
 
-_INFO_CACHE: dict[Any, ProgramInfo] = {}
+_INFO_CACHE = LRUCache(256)
 
 
 def arguments_key(args: tuple, kwargs: Mapping[str, Any]) -> Any:
@@ -139,8 +131,9 @@ def inspect_program(
     """
     kwargs = dict(kwargs or {})
     key = (_hashable(model), arguments_key(args, kwargs))
-    if key in _INFO_CACHE:
-        return _INFO_CACHE[key]
+    cached = _INFO_CACHE.get(key)
+    if cached is not None:
+        return cached
     sites: dict[str, SiteInfo] = {}
 
     def run() -> None:
@@ -162,8 +155,7 @@ def inspect_program(
     if not sites:
         raise ProgramError("The program has no sample or deterministic sites: nothing to model.")
     info = ProgramInfo(sites, program_graph(model, *args, **kwargs))
-    _INFO_CACHE[key] = info
-    return info
+    return _INFO_CACHE.put(key, info)
 
 
 def _unknown_site_message(what: str, unknown: list[str], info: ProgramInfo) -> str:

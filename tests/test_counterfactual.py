@@ -383,3 +383,28 @@ def test_evidence_on_a_deterministic_site_must_agree_with_its_mechanism():
     np.testing.assert_allclose(cf.samples["predictions"]["y"][0, 0, 1], 0.0)
     with pytest.raises(EvidenceError, match=r"'y' disagrees with its mechanism by up to 1"):
         counterfactual(model, {"z": 1.0, "y": 3.0}, {"z": 0.0}, rng_key=KEY)
+
+
+def test_unreliable_nuts_is_warned_about():
+    from scm_ppl import InferenceWarning
+
+    with pytest.warns(InferenceWarning, match=r"NUTS abduction may be unreliable: .*min ESS"):
+        counterfactual(
+            latent_confounder.model, {"X": 0.2}, {"X": 0.0}, rng_key=KEY,
+            num_samples=20, num_warmup=20,
+        )  # fmt: skip
+
+
+def test_a_program_that_raises_is_reported_with_its_name():
+    from scm_ppl import ProgramError
+
+    def broken(n=1):
+        raise KeyError("no such column")
+
+    with pytest.raises(ProgramError, match=r"'broken' raised KeyError"):
+        counterfactual(broken, {"x": 1.0}, {"x": 0.0}, rng_key=KEY)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match=r"num_samples must be a positive integer; got 0"):
+        interventional(linear_chain.model, {"x1": 1.0}, rng_key=KEY, num_samples=0)

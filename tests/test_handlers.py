@@ -140,3 +140,15 @@ def test_bad_interventions_are_named(interventions, match):
 def test_mask_for_a_site_not_intervened_on():
     with pytest.raises(InterventionError, match=r"Mask given for \['w'\]"):
         do(model, {"x": 1.0}, mask={"w": jnp.ones(3, bool)})
+
+
+def test_graph_of_an_intervened_program():
+    from scm_ppl import graph
+
+    hard = graph(do(model, {"x": 1.0}))
+    assert hard.nodes["x"]["intervened"] and hard.nodes["x"]["intervention"] == "hard"
+    assert list(hard.predecessors("x")) == []
+    shifted = graph(do(model, {"x": lambda x: x + 1}))
+    assert "x.natural" not in shifted
+    assert set(shifted.predecessors("x")) == {"z"}
+    assert shifted.nodes["x"]["intervention"] == "shift"

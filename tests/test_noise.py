@@ -89,19 +89,22 @@ def test_invertible_view(name: str) -> None:
         view = noise_view(d)
         assert view.invertible and view.inverse is not None and view.coupling is None
         assert view.base.batch_shape == d.batch_shape
-        k = jax.random.split(key, 4)
-        x = d.sample(k[0], (7,))
+        k = jax.random.split(key)
+        # Two draws in all: on CPU each random call site costs a fraction of a second
+        # of XLA compile time, the arithmetic nothing.
+        u_all = view.base.sample(k[0], (N,))
+        direct = d.sample(k[1], (N,))
+        x, u0 = direct[:7], u_all[:7]
         u = view.inverse(x)
         assert u.shape == (7, *view.base.batch_shape, *view.base.event_shape)
-        u0 = view.base.sample(k[1], (7,))
         return {
             "x": x,
             "u": u,
             "x_again": view.forward(u),
             "u0": u0,
             "u0_again": view.inverse(view.forward(u0)),
-            "pushed": view.forward(view.base.sample(k[2], (N,))),
-            "direct": d.sample(k[3], (N,)),
+            "pushed": view.forward(u_all),
+            "direct": direct,
         }
 
     r = _run(run, jax.random.key(0))
@@ -231,7 +234,7 @@ def test_discrete_view(name: str) -> None:
         view = noise_view(d)
         assert not view.invertible and view.noise_given_value is not None
         assert view.coupling == coupling and view.base.batch_shape == d.batch_shape
-        k = jax.random.split(key, 3)
+        k = jax.random.split(key)
         x = view.forward(view.base.sample(k[0], (N,)))
         assert x.shape == (N, *d.batch_shape)
         assert x.dtype == jax.eval_shape(d.sample, k[0]).dtype
@@ -246,11 +249,10 @@ def test_discrete_view(name: str) -> None:
             "pmf": jnp.nan_to_num(jnp.exp(d.log_prob(grid)), nan=0.0),
             "u": u,
             "x_again": view.forward(u),
-            "fresh_u": view.base.sample(k[2], (N,)),
         }
 
     r = _run(run, jax.random.key(4))
-    p = r["pmf"]
+    p = np.clip(r["pmf"], 0.0, 1.0)
     np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-4)
     se = np.sqrt(np.maximum(p, 1 / N) * (1 - p) / N)
     bad = np.abs(r["freq"] - p) > 4 * se
@@ -259,7 +261,10 @@ def test_discrete_view(name: str) -> None:
     assert np.all(np.isfinite(r["u"]))
     np.testing.assert_array_equal(r["x_again"], r["x"])
     # ... and, with x ~ d, has the prior law of the noise.
-    _ks_columns(r["u"], r["fresh_u"])
+    prior = stats.gumbel_r if coupling == GUMBEL_MAX else stats.uniform
+    u = r["u"].reshape(N, -1)
+    for j in range(u.shape[1]):
+        assert stats.kstest(u[:, j], prior.cdf).pvalue > KS_ALPHA, j
 
 
 def test_inverse_cdf_noise_is_uniform_on_the_cdf_step() -> None:

@@ -183,7 +183,8 @@ for i, label in enumerate(interventions):
     y, w = np.asarray(pred["y"][:, :, i]), np.asarray(pred["w"][:, :, i])
     got = (y.mean(), y.var(), w.mean(), w.var())
     print(
-        f"{label:<11}", " ".join(f"{a:6.3f} ({t:6.3f})" for a, t in zip(got, truths[label], strict=True))
+        f"{label:<11}",
+        " ".join(f"{a:6.3f} ({t:6.3f})" for a, t in zip(got, truths[label], strict=True)),
     )
 
 # %% [markdown]

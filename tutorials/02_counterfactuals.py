@@ -89,8 +89,10 @@ pred = result.samples["predictions"]  # site -> (chain, draw, world, unit); worl
 factual = np.stack([np.asarray(data[site]) for site in lgd.NODES], axis=-1)
 got = np.stack([np.asarray(pred[site][0, 0, 1]) for site in lgd.NODES], axis=-1)
 truth = lgd.counterfactual_closed_form(factual, {2: 1.0})
-print(f"{NUM_UNITS} units, do(X2 = 1): max |counterfactual - closed form| = "
-      f"{np.abs(got - truth).max():.2e} (float32)")
+print(
+    f"{NUM_UNITS} units, do(X2 = 1): max |counterfactual - closed form| = "
+    f"{np.abs(got - truth).max():.2e} (float32)"
+)
 
 # %% [markdown]
 # A shift keeps the unit's own noise at the intervened site too: "what if `X2` had been
@@ -99,12 +101,16 @@ print(f"{NUM_UNITS} units, do(X2 = 1): max |counterfactual - closed form| = "
 
 # %%
 shifted = counterfactual(
-    lgd.model, data, {"X2": lambda x: x + 1.0}, rng_key=jax.random.key(0),
+    lgd.model,
+    data,
+    {"X2": lambda x: x + 1.0},
+    rng_key=jax.random.key(0),
     model_kwargs={"n": NUM_UNITS},
 )
-change = np.stack(
-    [np.asarray(shifted.samples["predictions"][s][0, 0, 1]) for s in lgd.NODES], axis=-1
-) - factual
+change = (
+    np.stack([np.asarray(shifted.samples["predictions"][s][0, 0, 1]) for s in lgd.NODES], axis=-1)
+    - factual
+)
 total_effect = np.linalg.inv(np.eye(lgd.NUM_NODES) - lgd.WEIGHTS)[2]
 print("total effect of X2:", np.round(total_effect, 3))
 print(f"max |change - total effect| over units: {np.abs(change - total_effect).max():.2e}")
@@ -123,7 +129,10 @@ def timed_query(seed, value):
     data = sample_units(lgd.model, NUM_TIMED, seed=seed)
     start = time.perf_counter()
     result = counterfactual(
-        lgd.model, data, {"X2": value}, rng_key=jax.random.key(seed),
+        lgd.model,
+        data,
+        {"X2": value},
+        rng_key=jax.random.key(seed),
         model_kwargs={"n": NUM_TIMED},
     )
     jax.block_until_ready(result.samples)
@@ -165,9 +174,7 @@ x_cf = 0.0
 lc_model = functools.partial(lc.model, n=len(x_obs))
 settings = {"num_samples": NUM_SAMPLES, "num_warmup": NUM_WARMUP, "num_chains": NUM_CHAINS}
 
-given_x = counterfactual(
-    lc_model, {"X": x_obs}, {"X": x_cf}, rng_key=jax.random.key(1), **settings
-)
+given_x = counterfactual(lc_model, {"X": x_obs}, {"X": x_cf}, rng_key=jax.random.key(1), **settings)
 given_xy = counterfactual(
     lc_model, {"X": x_obs, "Y": y_obs}, {"X": x_cf}, rng_key=jax.random.key(2), **settings
 )
@@ -176,14 +183,19 @@ for label, res, truth in (
     ("X and Y", given_xy, lc.counterfactual_y(x_obs, y_obs, x_cf)),
 ):
     y_cf = np.asarray(res.samples["predictions"]["Y"][:, :, 1]).reshape(-1, len(x_obs))
-    print(f"evidence on {label}: method {res.attrs['method']!r} "
-          f"({res.attrs['method_reason']}); max r_hat {res.attrs['max_r_hat']:.3f}, "
-          f"min ESS {res.attrs['min_ess']:.0f}")
+    print(
+        f"evidence on {label}: method {res.attrs['method']!r} "
+        f"({res.attrs['method_reason']}); max r_hat {res.attrs['max_r_hat']:.3f}, "
+        f"min ESS {res.attrs['min_ess']:.0f}"
+    )
     print("  E[Y_cf]   ", np.round(y_cf.mean(0), 3), "\n  truth     ", np.round(truth.mean, 3))
     print("  Var[Y_cf] ", np.round(y_cf.var(0), 3), "\n  truth     ", np.round(truth.var, 3))
 u = np.asarray(given_xy.samples["posterior"]["U"]).reshape(-1, len(x_obs))
-print("posterior sd of U given X and Y:", np.round(u.std(0), 3),
-      f"(truth {np.sqrt(lc.posterior_u(x_obs, y_obs).var[0]):.3f})")
+print(
+    "posterior sd of U given X and Y:",
+    np.round(u.std(0), 3),
+    f"(truth {np.sqrt(lc.posterior_u(x_obs, y_obs).var[0]):.3f})",
+)
 
 # %% [markdown]
 # ## Results are ArviZ `InferenceData`
@@ -217,8 +229,12 @@ fig, ax = plt.subplots(figsize=(10, 4.2), layout="constrained")
 grid = np.linspace(-4.5, 4.0, 400)
 for world, color, name, truth in (
     ("factual", "0.5", rf"factual $Y \mid X={x_u:g}$", lc.counterfactual_y_given_x(x_u, x_u)),
-    ("cf", "tab:blue", rf"counterfactual $Y_{{X=0}} \mid X={x_u:g}$",
-     lc.counterfactual_y_given_x(x_u, x_cf)),
+    (
+        "cf",
+        "tab:blue",
+        rf"counterfactual $Y_{{X=0}} \mid X={x_u:g}$",
+        lc.counterfactual_y_given_x(x_u, x_cf),
+    ),
 ):
     draws = given_x.predictions["Y"].sel(world=world, unit=unit).values.ravel()
     ax.hist(draws, bins=60, density=True, color=color, alpha=0.4, label=name + ": NUTS draws")
@@ -226,8 +242,12 @@ for world, color, name, truth in (
     ax.plot(grid, density, color=color, lw=2, label=name + ": closed form")
 exact_cf = float(given_xy.predictions["Y"].sel(world="cf", unit=unit).mean())
 ax.axvline(y_u, color="0.2", ls=":", lw=2, label=f"observed $Y = {y_u:g}$")
-ax.axvline(exact_cf, color="tab:red", lw=2.5,
-           label=rf"counterfactual $Y_{{X=0}} \mid X={x_u:g}, Y={y_u:g}$" f" = {exact_cf:.2f}")
+ax.axvline(
+    exact_cf,
+    color="tab:red",
+    lw=2.5,
+    label=rf"counterfactual $Y_{{X=0}} \mid X={x_u:g}, Y={y_u:g}$" f" = {exact_cf:.2f}",
+)
 ax.set(xlabel="Y", ylabel="density", title=f"Unit {unit}: what would Y have been had X been 0?")
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 path = OUTPUT / "02_counterfactual_posterior.png"
@@ -254,8 +274,10 @@ kwargs = {"num_samples": NUM_DRAWS_DISCRETE, "model_kwargs": {"n": 1000}}
 truth = fs.probabilities_of_causation_closed_form()
 for i, (query, exact) in enumerate(((pn, truth.pn), (ps, truth.ps), (pns, truth.pns))):
     estimate = query(fs.model, "A", "D", rng_key=jax.random.key(10 + i), **kwargs)
-    print(f"{query.__name__.upper():<3} = {estimate.value:.4f} ± {estimate.std_error:.4f}  "
-          f"(truth {exact:.4f}, from {estimate.num_effective} unit-draws)")
+    print(
+        f"{query.__name__.upper():<3} = {estimate.value:.4f} ± {estimate.std_error:.4f}  "
+        f"(truth {exact:.4f}, from {estimate.num_effective} unit-draws)"
+    )
 print("couplings:", estimate.couplings)
 
 # %% [markdown]
@@ -296,8 +318,10 @@ p1, p0 = 0.8, 0.3
 for model, truth in ((drug, p1 - p0), (drug_independent_arms, p1 * (1 - p0))):
     ate = scm_ppl.ate(model, "T", "Y", rng_key=jax.random.key(20), **kwargs)
     estimate = pns(model, "T", "Y", rng_key=jax.random.key(21), **kwargs)
-    print(f"{model.__name__}:\n  ATE = {ate.value:.3f} (truth {p1 - p0:.3f})   "
-          f"PNS = {estimate.value:.3f} (truth {truth:.3f})\n  couplings: {estimate.couplings}")
+    print(
+        f"{model.__name__}:\n  ATE = {ate.value:.3f} (truth {p1 - p0:.3f})   "
+        f"PNS = {estimate.value:.3f} (truth {truth:.3f})\n  couplings: {estimate.couplings}"
+    )
 print(f"bounds on PNS from the distributions alone: [{max(0, p1 - p0):.2f}, {min(p1, 1 - p0):.2f}]")
 
 # %% [markdown]
