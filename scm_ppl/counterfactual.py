@@ -260,9 +260,7 @@ def counterfactual(
             k: ["world", *_dims(info, k, tuple(v.shape[3:]))] for k, v in predictions.items()
         },
     }
-    couplings = {
-        n: info.sites[n].coupling for n in info.sample_sites() if not info.sites[n].invertible
-    }
+    couplings = _couplings_used(info, worlds)
     attrs = {
         "query": "counterfactual",
         "method": method,
@@ -276,6 +274,23 @@ def counterfactual(
         **draws.diagnostics,
     }
     return CausalResult(groups, dims, {"world": labels}, attrs)
+
+
+def _couplings_used(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Intervention]]) -> dict:
+    """The couplings an answer rests on: those of non-invertible mechanisms whose value can
+    change between worlds (downstream of an intervention, or shifted themselves). The
+    others replay their factual value whatever noise is drawn for them."""
+    changed: set[str] = set()
+    for ivs in worlds.values():
+        for name, iv in ivs.items():
+            changed |= nx.descendants(info.graph, name)
+            if iv.kind == "shift":
+                changed.add(name)
+    return {
+        n: info.sites[n].coupling
+        for n in info.sample_sites()
+        if n in changed and not info.sites[n].invertible
+    }
 
 
 def _check_deterministic_evidence(

@@ -249,9 +249,19 @@ def _build(
     return jax.jit(all_draws)
 
 
-def _conditioned(model: Callable) -> Callable:
-    def conditioned(evidence, *args, **kwargs):
+def _conditioned(model: Callable, args: tuple, kwargs: Mapping[str, Any]) -> tuple[Callable, list]:
+    """The program conditioned on evidence, taking ``(evidence, array_arguments)``.
+
+    Only array arguments are traced: plate sizes and flags stay Python values, so
+    ``jit_model_args`` can reuse one compiled sampler across evidence values.
+    """
+    arrays, rebuild = _split_arguments(args, kwargs)
+
+    def conditioned(evidence, arrays):
+        args, kwargs = rebuild(arrays)
         return handlers.condition(model, data=evidence)(*args, **kwargs)
+
+    return conditioned, arrays
 
     return conditioned
 
@@ -259,12 +269,13 @@ def _conditioned(model: Callable) -> Callable:
 def _nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
     key = (model, arguments_key(args, kwargs), _shapes(dict(evidence)), settings)
     mcmc = _MCMC.get(key) if cache else None
+    conditioned, arrays = _conditioned(model, args, kwargs)
     if mcmc is None:
         chain_method = (
             "parallel" if jax.local_device_count() >= settings.num_chains else "vectorized"
         )
         mcmc = MCMC(
-            NUTS(_conditioned(model)),
+            NUTS(conditioned),
             num_warmup=settings.num_warmup,
             num_samples=settings.num_samples,
             num_chains=settings.num_chains,
@@ -274,7 +285,7 @@ def _nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=
         )
         if cache:
             _MCMC.put(key, mcmc)
-    mcmc.run(rng_key, dict(evidence), *args, extra_fields=("diverging",), **kwargs)
+    mcmc.run(rng_key, dict(evidence), arrays, extra_fields=("diverging",))
     samples = mcmc.get_samples(group_by_chain=True)
     latents = {name: samples[name] for name in latent_sites if name in samples}
     divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
@@ -306,23 +317,20 @@ def _warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> No
             "NUTS abduction may be unreliable: " + "; ".join(problems) + ". Increase "
             "num_warmup/num_samples, reparametrise the program, or check the evidence.",
             InferenceWarning,
-            stacklevel=4,
+            stacklevel=5,  # the user's call: counterfactual -> run_query -> _nuts -> here
         )
 
 
 def _svi(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
     del cache  # SVI state is rebuilt per query: its cost is the optimisation, not tracing
-    conditioned = _conditioned(model)
+    conditioned, arrays = _conditioned(model, args, kwargs)
     guide = AutoNormal(conditioned)
     svi = SVI(conditioned, guide, Adam(settings.svi_learning_rate), Trace_ELBO())
     fit_key, sample_key = jax.random.split(rng_key)
-    result = svi.run(
-        fit_key, settings.svi_steps, dict(evidence), *args, progress_bar=False, **kwargs
-    )
+    result = svi.run(fit_key, settings.svi_steps, dict(evidence), arrays, progress_bar=False)
     guide_draws = guide.sample_posterior(
-        sample_key, result.params, *(dict(evidence), *args), sample_shape=(settings.num_samples,),
-        **kwargs,
-    )  # fmt: skip
+        sample_key, result.params, dict(evidence), arrays, sample_shape=(settings.num_samples,)
+    )
     draws: dict[str, Any] = guide_draws  # type: ignore[assignment]  # numpyro types it loosely
     latents = {name: draws[name][None] for name in latent_sites if name in draws}
     tail = np.asarray(result.losses[-max(1, settings.svi_steps // 10) :])

@@ -11,7 +11,8 @@ change the event shape.
 Where ``forward`` cannot be inverted (discrete sites) the view names the *coupling*,
 the assumption that picks the noise, and gives the law of the noise given the value.
 Discrete views use the convention ``x = min{k : F(k) >= u}``, so
-``u | x ~ Uniform(F(x - 1), F(x))``.
+``u | x ~ Uniform(F(x - 1), F(x))`` (trimmed by 64 eps at each end so that float
+rounding of ``F`` cannot move ``u`` to a neighbouring value).
 
 Views are looked up by distribution type, most derived class first; add one with
 :func:`register_noise_view`.
@@ -38,7 +39,7 @@ from numpyro.distributions.distribution import (
     MaskedDistribution,
 )
 
-from scm_ppl._gumbel import GumbelMaxPosterior, gumbel_max
+from scm_ppl._discrete import GumbelMaxPosterior, gumbel_max, smallest_k, uniform_between
 from scm_ppl.errors import NoiseViewError
 
 __all__ = [
@@ -189,20 +190,6 @@ def _standard_uniform(batch_shape: tuple[int, ...], dtype: Any = None) -> Distri
     return dist.Uniform(zeros, jnp.ones_like(zeros))
 
 
-def _uniform_between(low: ArrayLike, high: ArrayLike) -> Distribution:
-    """``Uniform`` on the cdf step ``(low, high]`` of a discrete value, trimmed at the ends.
-
-    The cdf of one point can come out a few dozen ulps apart in two compiled programs
-    (vectorised and scalar transcendental paths differ, and betainc/gammaincc amplify
-    that), so noise drawn right at a step would map to a neighbouring value. Trimming
-    64 eps from each end (the middle half of steps narrower than that) keeps
-    ``forward(u) == x`` at an O(1e-5) change of the law.
-    """
-    low, high = jnp.broadcast_arrays(jnp.asarray(low), jnp.asarray(high))
-    trim = jnp.minimum(64 * jnp.finfo(low.dtype).eps, (high - low) / 4)
-    return dist.Uniform(low + trim, high - trim)
-
-
 def _match_batch(base: Distribution, batch_shape: tuple[int, ...]) -> Distribution:
     extra = len(base.batch_shape) - len(batch_shape)
     if extra > 0:
@@ -246,7 +233,7 @@ def _independent(d: Independent) -> NoiseView:
 def _masked(d: MaskedDistribution) -> NoiseView:
     # The mask only switches scoring off; the noise is scored where the value is.
     view = noise_view(d.base_dist)
-    return dataclasses.replace(view, base=view.base.mask(d._mask))
+    return dataclasses.replace(view, base=view.base.mask(jnp.asarray(d._mask)))
 
 
 @register_noise_view(dist.TransformedDistribution)
@@ -258,13 +245,13 @@ def _transformed(d: dist.TransformedDistribution) -> NoiseView:
     def forward(u: ArrayLike) -> jax.Array:
         y = base_forward(jnp.asarray(u))
         for t in transforms:
-            y = t(y)
+            y = jnp.asarray(t(y))
         return y
 
     def pull_back(x: ArrayLike) -> jax.Array:
         y = jnp.asarray(x)
         for t in reversed(transforms):
-            y = t.inv(y)
+            y = jnp.asarray(t.inv(y))
         return y
 
     return NoiseView(
@@ -298,13 +285,13 @@ for _family in (dist.Normal, dist.Laplace, dist.Logistic, dist.Cauchy, dist.Gumb
 
 @register_noise_view(dist.StudentT)
 def _student_t(d: dist.StudentT) -> NoiseView:
-    df = jnp.broadcast_to(d.df, d.batch_shape)
+    df = jnp.broadcast_to(jnp.asarray(d.df), d.batch_shape)
     return _location_scale(lambda zeros, ones: dist.StudentT(df, zeros, ones))(d)
 
 
 @register_noise_view(dist.Uniform)
 def _uniform(d: dist.Uniform) -> NoiseView:
-    low, high = d.low, d.high
+    low, high = jnp.asarray(d.low), jnp.asarray(d.high)
     width = high - low
     return NoiseView(
         _standard_uniform(d.batch_shape, _float_dtype(low, high)),
@@ -315,7 +302,7 @@ def _uniform(d: dist.Uniform) -> NoiseView:
 
 @register_noise_view(dist.MultivariateNormal)
 def _multivariate_normal(d: dist.MultivariateNormal) -> NoiseView:
-    loc, tril = d.loc, d.scale_tril
+    loc, tril = jnp.asarray(d.loc), jnp.asarray(d.scale_tril)
     k = d.event_shape[0]
     zeros = jnp.zeros((*d.batch_shape, k), _float_dtype(loc, tril))
 
@@ -349,44 +336,6 @@ def _delta(d: dist.Delta) -> NoiseView:
 # ---------------------------------------------------------------------- discrete entries
 
 
-def _smallest_k(
-    cdf: Callable[[jax.Array], jax.Array], u: jax.Array, lower: ArrayLike, upper: ArrayLike | None
-) -> jax.Array:
-    """Vectorised ``min{k in [lower, upper] : cdf(k) >= u}`` (``upper`` when none is).
-
-    A fixed number of steps keeps it jit/vmap friendly: bisection over the integers a
-    float of ``u``'s dtype represents exactly, after a doubling search for the upper
-    end when ``upper`` is None.
-    """
-    dtype = u.dtype
-    steps = int(jnp.finfo(dtype).nmant) + 2
-    shape = jnp.broadcast_shapes(u.shape, jnp.shape(lower), () if upper is None else jnp.shape(upper))
-    u = jnp.broadcast_to(u, shape)
-    start = jnp.broadcast_to(jnp.asarray(lower, dtype) - 1, shape)  # cdf(start) = 0 < u
-    if upper is None:
-
-        def grow(j: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-            lo, hi, found = state
-            cand = start + jnp.exp2(j.astype(dtype))
-            reached = ~found & (cdf(cand) >= u)
-            lo = jnp.where(found | reached, lo, cand)
-            return lo, jnp.where(reached, cand, hi), found | reached
-
-        top = start + 2.0 ** (steps - 1)
-        lo, hi, _ = jax.lax.fori_loop(0, steps - 1, grow, (start, top, jnp.zeros(shape, bool)))
-    else:
-        lo, hi = start, jnp.broadcast_to(jnp.asarray(upper, dtype), shape)
-
-    def halve(_: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        lo, hi = state
-        mid = jnp.floor((lo + hi) / 2)
-        reached = cdf(mid) >= u
-        return jnp.where(reached, lo, mid), jnp.where(reached, mid, hi)
-
-    _, hi = jax.lax.fori_loop(0, steps, halve, (lo, hi))
-    return jnp.maximum(hi, jnp.asarray(lower, dtype))
-
-
 def _inverse_cdf_view(
     d: Distribution,
     cdf: Callable[[jax.Array], jax.Array],
@@ -403,11 +352,13 @@ def _inverse_cdf_view(
 
     def forward(u: ArrayLike) -> jax.Array:
         u = jnp.asarray(u).astype(dtype)
-        return _smallest_k(safe_cdf, u, lower, upper).astype(_int_dtype())
+        return smallest_k(safe_cdf, u, lower, upper).astype(_int_dtype())
 
     def noise_given_value(x: ArrayLike) -> Distribution:
         x = jnp.asarray(x).astype(dtype)
-        return _uniform_between(safe_cdf(x - 1), safe_cdf(x))
+        # One cdf call on both ends: incomplete gamma/beta functions are slow to compile.
+        low, high = safe_cdf(jnp.stack([x - 1, x]))
+        return uniform_between(low, high)
 
     return NoiseView(
         _standard_uniform(d.batch_shape, dtype), forward, None, noise_given_value, INVERSE_CDF
@@ -493,8 +444,9 @@ def _integer_bounds(support: Any) -> tuple[Any, Any] | None:
 def _from_cdf(d: Distribution) -> NoiseView:
     if d.event_shape:
         raise _no_view(d, f"it is multivariate, event shape {d.event_shape}")
-    if d.support.is_discrete:
-        bounds = _integer_bounds(d.support)
+    support = d.support
+    if support is not None and support.is_discrete:
+        bounds = _integer_bounds(support)
         if not _overrides(d, "cdf") or bounds is None:
             raise _no_view(d, "it is discrete without both a cdf and a lower bound")
         return _inverse_cdf_view(d, d.cdf, bounds[0], bounds[1], _float_dtype())

@@ -150,16 +150,20 @@ def ett(
     return Estimate(value, se, n, couplings)
 
 
-def _probability_of_causation(model, treatment, outcome, rng_key, num_samples, args, kwargs, which):
+def _probability_of_causation(
+    model, treatment, outcome, rng_key, num_samples, args, kwargs, which, treated, control, positive
+):
     kwargs = dict(kwargs or {})
     _check_sites(model, args, kwargs, treatment, outcome)
     _discrete_treatment(model, args, kwargs, treatment)
-    result, couplings = _two_worlds(model, treatment, 1, 0, rng_key, num_samples, args, kwargs)
+    result, couplings = _two_worlds(
+        model, treatment, treated, control, rng_key, num_samples, args, kwargs
+    )
     pred = result.samples["predictions"]
-    t = np.asarray(pred[treatment][:, :, 0]) == 1
-    y = np.asarray(pred[outcome][:, :, 0]) == 1
-    y_treated = np.asarray(pred[outcome][:, :, 1]) == 1
-    y_control = np.asarray(pred[outcome][:, :, 2]) == 1
+    t = np.asarray(pred[treatment][:, :, 0]) == np.asarray(treated)
+    y = np.asarray(pred[outcome][:, :, 0]) == np.asarray(positive)
+    y_treated = np.asarray(pred[outcome][:, :, 1]) == np.asarray(positive)
+    y_control = np.asarray(pred[outcome][:, :, 2]) == np.asarray(positive)
     if which == "pn":
         value, se, n = _mean(~y_control[t & y])
     elif which == "ps":
@@ -178,14 +182,22 @@ def pn(
     outcome: str,
     *,
     rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    positive: Any = 1,
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Estimate:
-    """Probability of necessity ``P(Y_{T=0} = 0 | T = 1, Y = 1)`` (binary T and Y)."""
+    """Probability of necessity ``P(Y_{T=0} = 0 | T = 1, Y = 1)``.
+
+    ``treated``, ``control`` and ``positive`` (the outcome value counted as "Y = 1")
+    name the values of a discrete treatment and outcome; the defaults are 1, 0 and 1.
+    """
     return _probability_of_causation(
-        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pn"
-    )
+        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pn",
+        treated, control, positive,
+    )  # fmt: skip
 
 
 def ps(
@@ -194,14 +206,18 @@ def ps(
     outcome: str,
     *,
     rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    positive: Any = 1,
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Estimate:
-    """Probability of sufficiency ``P(Y_{T=1} = 1 | T = 0, Y = 0)`` (binary T and Y)."""
+    """Probability of sufficiency ``P(Y_{T=1} = 1 | T = 0, Y = 0)`` (values as in :func:`pn`)."""
     return _probability_of_causation(
-        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "ps"
-    )
+        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "ps",
+        treated, control, positive,
+    )  # fmt: skip
 
 
 def pns(
@@ -210,11 +226,16 @@ def pns(
     outcome: str,
     *,
     rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    positive: Any = 1,
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Estimate:
-    """Probability of necessity and sufficiency ``P(Y_{T=1} = 1, Y_{T=0} = 0)``."""
+    """Probability of necessity and sufficiency ``P(Y_{T=1} = 1, Y_{T=0} = 0)`` (values as
+    in :func:`pn`)."""
     return _probability_of_causation(
-        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pns"
-    )
+        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pns",
+        treated, control, positive,
+    )  # fmt: skip

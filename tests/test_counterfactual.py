@@ -103,6 +103,19 @@ def test_nuts_counterfactual_posterior_matches_closed_form():
     assert abs(y_cf.var() / float(truth.var) - 1) < 0.10
 
 
+def test_nuts_with_plate_size_in_model_kwargs():
+    # plate sizes are Python ints: NUTS must not trace them
+    x = np.array([0.5, -1.0, 2.0])
+    cf = counterfactual(
+        latent_confounder.model, {"X": x, "Y": np.zeros(3)}, {"X": 0.0},
+        rng_key=KEY, num_samples=300, model_kwargs={"n": 3},
+    )  # fmt: skip
+    expected = latent_confounder.counterfactual_y(x, 0.0, 0.0).mean
+    np.testing.assert_allclose(
+        cf.samples["predictions"]["Y"][0, :, 1], np.broadcast_to(expected, (300, 3)), atol=1e-4
+    )
+
+
 def test_nuts_counterfactual_is_exact_where_the_latent_cancels():
     # Y_{x'} | X, Y = y + beta (x' - x) with zero variance, though U stays uncertain.
     x, y, x_prime = 0.3, -0.2, 1.1

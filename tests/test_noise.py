@@ -132,7 +132,9 @@ def test_affine_views_have_the_closed_form_noise() -> None:
                 dist.Normal(0.0, 1.0), transforms.AffineTransform(jnp.arange(3.0), 2.0)
             )
         )
-        normal = noise_view(dist.Normal(jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0])).expand([5, 2]))
+        normal = noise_view(
+            dist.Normal(jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0])).expand([5, 2])
+        )
         assert mvn.base.event_shape == flow.base.event_shape == (3,)
         assert shifted.base.batch_shape == (3,) and normal.base.batch_shape == (5, 2)
         assert mvn.inverse and flow.inverse and shifted.inverse and normal.inverse
@@ -213,9 +215,9 @@ DISCRETE: dict[str, Callable[[], dist.Distribution]] = {
     "categorical_probs": lambda: dist.CategoricalProbs(
         jnp.array([[0.2, 0.3, 0.5], [0.9, 0.0, 0.1]])
     ),
-    "categorical_logits": lambda: dist.CategoricalLogits(
-        jnp.array([1.0, -2.0, 0.5, 0.0])
-    ).expand([2]),
+    "categorical_logits": lambda: dist.CategoricalLogits(jnp.array([1.0, -2.0, 0.5, 0.0])).expand(
+        [2]
+    ),
     "negbinomial_fallback": lambda: dist.NegativeBinomial2(jnp.array([3.0, 40.0]), 2.0),
     "discrete_uniform_fallback": lambda: dist.DiscreteUniform(
         jnp.array([-2, 3]), jnp.array([1, 3])
@@ -290,15 +292,18 @@ def test_impossible_discrete_values_stay_finite() -> None:
             (dist.BernoulliProbs(1.0), 0),
             (dist.BinomialProbs(0.0, 5), 3),
             (dist.Poisson(0.0), 2),
-            (dist.CategoricalProbs(jnp.array([0.5, 0.0, 0.5])), 1),
         ]:
             given = noise_view(d).noise_given_value
             assert given is not None
-            out.append(given(jnp.array(x)).sample(key, (50,)))
-        return out
+            posterior = given(jnp.array(x))
+            assert isinstance(posterior, dist.Uniform)
+            out += [posterior.low, posterior.high]
+        categorical = noise_view(dist.CategoricalProbs(jnp.array([0.5, 0.0, 0.5])))
+        assert categorical.noise_given_value is not None
+        return [*out, categorical.noise_given_value(jnp.array(1)).sample(key, (50,))]
 
-    for u in _run(run, jax.random.key(0)):
-        assert np.all(np.isfinite(u))
+    for value in _run(run, jax.random.key(0)):
+        assert np.all(np.isfinite(value))
 
 
 def test_gumbel_max_posterior_matches_rejection_sampling() -> None:
@@ -328,15 +333,13 @@ def test_gumbel_max_posterior_matches_rejection_sampling() -> None:
 
 def test_gumbel_max_posterior_is_exact_under_near_ties() -> None:
     logits = np.array([30.0, 30.0001, 29.9999, -50.0], np.float32)
+    values = np.arange(4)
 
-    def run(keys: jax.Array) -> list[jax.Array]:
-        return [
-            jnp.argmax(logits + GumbelMaxPosterior(logits, v).sample(keys[v], (N,)), -1)
-            for v in range(4)
-        ]
+    def run(key: jax.Array) -> jax.Array:
+        u = GumbelMaxPosterior(logits, values).sample(key, (N,))  # (N, 4 values, 4 logits)
+        return jnp.argmax(logits + u, -1)
 
-    for v, chosen in enumerate(_run(run, _keys(9, 4))):
-        np.testing.assert_array_equal(chosen, v)
+    np.testing.assert_array_equal(_run(run, jax.random.key(9)), np.broadcast_to(values, (N, 4)))
 
 
 # ------------------------------------------------------------------------ jit and vmap
@@ -348,23 +351,35 @@ def test_forward_and_inverse_under_jit_and_vmap() -> None:
         assert view.inverse is not None
         return view.inverse(x)
 
-    x = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32)
-    whitened = np.linalg.solve(np.linalg.cholesky(_COV), (x - _LOC).T).T
-    np.testing.assert_allclose(_run(inverse, _LOC, x), whitened, rtol=1e-5, atol=1e-6)
-    vmapped = _run(jax.vmap(inverse, (None, 0)), _LOC, x)
-    np.testing.assert_allclose(vmapped, whitened, rtol=1e-5, atol=1e-6)
-
     def forward(name: str) -> Callable[[jax.Array], jax.Array]:
         return lambda u: noise_view(DISCRETE[name]()).forward(u)
 
-    u = np.asarray(jax.random.uniform(jax.random.key(1), (5, 4)))
-    np.testing.assert_array_equal(
-        _run(forward("poisson"), u), _run(jax.vmap(forward("poisson")), u)
-    )
-    g = np.asarray(jax.random.gumbel(jax.random.key(2), (5, 2, 4)))
-    np.testing.assert_array_equal(
-        _run(forward("categorical_logits"), g), _run(jax.vmap(forward("categorical_logits")), g)
-    )
+    def run(x: jax.Array, u: jax.Array, g: jax.Array) -> dict[str, jax.Array]:
+        # vmap over the leading axis must agree with the broadcast call.
+        poisson, categorical = forward("poisson"), forward("categorical_logits")
+        return {
+            "inverse": inverse(jnp.asarray(_LOC), x),
+            "inverse_vmap": jax.vmap(inverse, (None, 0))(jnp.asarray(_LOC), x),
+            "poisson": poisson(u),
+            "poisson_vmap": jax.vmap(poisson)(u),
+            "categorical": categorical(g),
+            "categorical_vmap": jax.vmap(categorical)(g),
+        }
+
+    rng = np.random.default_rng(0)
+    x = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32)
+    u = rng.uniform(size=(5, 4)).astype(np.float32)
+    g = rng.gumbel(size=(5, 2, 4)).astype(np.float32)
+    r = _run(run, x, u, g)
+    whitened = np.linalg.solve(np.linalg.cholesky(_COV), (x - _LOC).T).T
+    np.testing.assert_allclose(r["inverse"], whitened, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r["inverse_vmap"], whitened, rtol=1e-5, atol=1e-6)
+    rate = np.array([0.0, 0.3, 4.0, 150.0])
+    np.testing.assert_array_equal(r["poisson"], stats.poisson(rate).ppf(u))
+    np.testing.assert_array_equal(r["poisson_vmap"], r["poisson"])
+    logits = np.array([1.0, -2.0, 0.5, 0.0], np.float32)
+    np.testing.assert_array_equal(r["categorical"], np.argmax(logits + g, -1))
+    np.testing.assert_array_equal(r["categorical_vmap"], r["categorical"])
 
 
 def test_noise_given_value_under_jit() -> None:

@@ -188,8 +188,12 @@ for label, res, truth in (
         f"({res.attrs['method_reason']}); max r_hat {res.attrs['max_r_hat']:.3f}, "
         f"min ESS {res.attrs['min_ess']:.0f}"
     )
-    print("  E[Y_cf]   ", np.round(y_cf.mean(0), 3), "\n  truth     ", np.round(truth.mean, 3))
-    print("  Var[Y_cf] ", np.round(y_cf.var(0), 3), "\n  truth     ", np.round(truth.var, 3))
+    for i in range(len(x_obs)):
+        print(
+            f"  unit {i} (x = {float(x_obs[i]):+.1f}):  E[Y_cf] = {y_cf[:, i].mean():+.3f} "
+            f"(truth {truth.mean[i]:+.3f})   Var[Y_cf] = {y_cf[:, i].var():.3f} "
+            f"(truth {truth.var[i]:.3f})"
+        )
 u = np.asarray(given_xy.samples["posterior"]["U"]).reshape(-1, len(x_obs))
 print(
     "posterior sd of U given X and Y:",

@@ -1,19 +1,69 @@
-"""Gumbel-max noise for categorical sites: the law of the noise given the chosen category.
+"""Couplings of discrete sites: the inverse-CDF search and the Gumbel-max posterior.
 
-A categorical site ``x ~ Categorical(logits)`` is read as ``x = argmax(logits + u)`` with
-``u ~ Gumbel(0, 1)`` in each of the ``K`` coordinates. :class:`GumbelMaxPosterior` is the
-law of ``u`` given ``x``.
+An integer site with cdf ``F`` is read as ``x = min{k : F(k) >= u}``, ``u ~ Uniform(0, 1)``
+(:func:`smallest_k`), so ``u | x`` is uniform on the step ``(F(x - 1), F(x)]``
+(:func:`uniform_between`). A categorical site is read as ``x = argmax(logits + u)`` with
+``u_i ~ Gumbel(0, 1)`` (:func:`gumbel_max`); :class:`GumbelMaxPosterior` is the law of
+``u`` given ``x``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpyro.distributions as dist
 from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
 
-__all__ = ["GumbelMaxPosterior", "gumbel_max"]
+__all__ = ["GumbelMaxPosterior", "gumbel_max", "smallest_k", "uniform_between"]
+
+
+def smallest_k(
+    cdf: Callable[[jax.Array], jax.Array], u: jax.Array, lower: ArrayLike, upper: ArrayLike | None
+) -> jax.Array:
+    """Vectorised ``min{k in [lower, upper] : cdf(k) >= u}`` (``upper`` when none is).
+
+    A fixed number of steps keeps it jit/vmap friendly: bisection over the integers a
+    float of ``u``'s dtype represents exactly, after, when ``upper`` is None, a doubling
+    search for an upper end. Both run in one loop so the cdf is compiled once.
+    """
+    dtype = u.dtype
+    steps = int(jnp.finfo(dtype).nmant) + 2
+    bounded = upper is not None
+    shape = jnp.broadcast_shapes(u.shape, jnp.shape(lower), jnp.shape(upper) if bounded else ())
+    u = jnp.broadcast_to(u, shape)
+    lo = jnp.broadcast_to(jnp.asarray(lower, dtype) - 1, shape)  # cdf(lo) = 0 < u
+    hi = jnp.broadcast_to(jnp.asarray(upper if bounded else 0, dtype), shape)
+    found = jnp.full(shape, bounded)  # whether cdf(hi) >= u is known
+
+    def step(_: jax.Array, state: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        lo, hi, found, width = state
+        mid = jnp.where(found, jnp.floor((lo + hi) / 2), lo + width)
+        reached = cdf(mid) >= u
+        lo, hi = jnp.where(reached, lo, mid), jnp.where(reached, mid, hi)
+        return lo, hi, found | reached, jnp.where(found, width, 2 * width)
+
+    init = (lo, hi, found, jnp.ones(shape, dtype))
+    lo, hi, found, _ = jax.lax.fori_loop(0, steps if bounded else 2 * steps, step, init)
+    return jnp.maximum(jnp.where(found, hi, lo), jnp.asarray(lower, dtype))
+
+
+def uniform_between(low: ArrayLike, high: ArrayLike) -> Distribution:
+    """``Uniform`` on the cdf step ``(low, high]`` of a discrete value, trimmed at the ends.
+
+    The cdf of one point can come out a few dozen ulps apart in two compiled programs
+    (vectorised and scalar transcendental paths differ, and betainc/gammaincc amplify
+    that), so noise drawn right at a step would map to a neighbouring value. Trimming
+    64 eps from each end (the middle half of steps narrower than that) keeps
+    ``forward(u) == x`` at an O(1e-5) change of the law.
+    """
+    low, high = jnp.broadcast_arrays(jnp.asarray(low), jnp.asarray(high))
+    trim = jnp.clip((high - low) / 4, 0, 64 * jnp.finfo(low.dtype).eps)
+    return dist.Uniform(low + trim, high - trim)
 
 
 def gumbel_max(logits: ArrayLike, u: ArrayLike) -> jax.Array:
@@ -22,7 +72,7 @@ def gumbel_max(logits: ArrayLike, u: ArrayLike) -> jax.Array:
     Examples
     --------
     >>> import jax.numpy as jnp
-    >>> int(gumbel_max(jnp.log(jnp.array([0.2, 0.8])), jnp.array([1.0, 0.0])))
+    >>> int(gumbel_max(jnp.log(jnp.array([0.2, 0.8])), jnp.array([2.0, 0.0])))
     0
     """
     return jnp.argmax(jnp.asarray(logits) + jnp.asarray(u), axis=-1).astype(jnp.result_type(int))
@@ -56,8 +106,7 @@ class GumbelMaxPosterior(Distribution):
     """
 
     # -inf logits (categories of probability zero) are allowed.
-    arg_constraints = {"logits": constraints.independent(constraints.less_than(jnp.inf), 1)}
-    support = constraints.real_vector
+    arg_constraints = {"logits": constraints.independent(constraints.less_than(jnp.inf), 1)}  # noqa: RUF012
     pytree_data_fields = ("logits", "value")
 
     def __init__(self, logits: ArrayLike, value: ArrayLike, *, validate_args: bool | None = None):
@@ -68,6 +117,10 @@ class GumbelMaxPosterior(Distribution):
         self.logits = jnp.broadcast_to(logits, (*batch_shape, k))
         self.value = jnp.broadcast_to(value, batch_shape)
         super().__init__(batch_shape=batch_shape, event_shape=(k,), validate_args=validate_args)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.real_vector
 
     def sample(self, key: jax.Array | None, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         if key is None:
@@ -94,7 +147,7 @@ class GumbelMaxPosterior(Distribution):
         # A category of probability zero never wins whatever its noise: keep the prior draw.
         return jnp.where(jnp.isfinite(logits), u, prior)
 
-    def log_prob(self, value: ArrayLike) -> jax.Array:
+    def log_prob(self, value: ArrayLike, intermediates: list[Any] | None = None) -> jax.Array:
         u = jnp.asarray(value)
         logits = self.logits
         prior = jnp.sum(-(u + jnp.exp(-u)), axis=-1)
