@@ -28,7 +28,6 @@
 # Set `SCM_PPL_SMOKE=1` for a quick run with few samples (used by the test suite).
 
 # %%
-import functools
 import os
 import time
 from pathlib import Path
@@ -164,19 +163,23 @@ print(f"{NUM_TIMED} units, repeat query: {1e3 * second:8.1f} ms  (compilations: 
 #   reproduces the observed `Y`, and the `U` terms cancel: `Y_{x'} = y + 0.8 (x' - x)`,
 #   exactly, although `U` itself stays uncertain.
 #
-# (The plate size is fixed with `functools.partial`; the models take it as `n`.)
+# The program's arguments (here the plate size `n`) go in `model_kwargs`.
 
 # %%
 lc = latent_confounder
 x_obs = jnp.array([-1.0, -0.3, 0.4, 1.0, 2.0])
 y_obs = jnp.array([-0.5, 0.9, 0.0, 1.5, -0.8])
 x_cf = 0.0
-lc_model = functools.partial(lc.model, n=len(x_obs))
-settings = {"num_samples": NUM_SAMPLES, "num_warmup": NUM_WARMUP, "num_chains": NUM_CHAINS}
+settings = {
+    "num_samples": NUM_SAMPLES,
+    "num_warmup": NUM_WARMUP,
+    "num_chains": NUM_CHAINS,
+    "model_kwargs": {"n": len(x_obs)},
+}
 
-given_x = counterfactual(lc_model, {"X": x_obs}, {"X": x_cf}, rng_key=jax.random.key(1), **settings)
+given_x = counterfactual(lc.model, {"X": x_obs}, {"X": x_cf}, rng_key=jax.random.key(1), **settings)
 given_xy = counterfactual(
-    lc_model, {"X": x_obs, "Y": y_obs}, {"X": x_cf}, rng_key=jax.random.key(2), **settings
+    lc.model, {"X": x_obs, "Y": y_obs}, {"X": x_cf}, rng_key=jax.random.key(2), **settings
 )
 for label, res, truth in (
     ("X only", given_x, lc.counterfactual_y_given_x(x_obs, x_cf)),
@@ -290,9 +293,11 @@ print("couplings:", estimate.couplings)
 # `U` and `W` are Bernoulli sample sites. A discrete mechanism does not invert: its
 # value only says that the noise lies in a set (for the inverse-CDF view of a Bernoulli
 # with `P(1) = p`: `u in (1 - p, 1)` if the value is 1). Which noise a unit shares
-# between worlds is then an assumption, the *coupling*, and `estimate.couplings` names
-# it. In the firing squad every downstream mechanism is deterministic, so it is
-# harmless. It is not when the outcome itself is a noisy discrete mechanism:
+# between worlds is then an assumption, the *coupling*. `estimate.couplings` names the
+# couplings an answer rests on: those of discrete mechanisms downstream of the
+# intervention. In the firing squad everything downstream of `A` is deterministic and
+# `U`, `W` simply replay their factual values, so the answer assumes none (`{}` above).
+# It is not so when the outcome itself is a noisy discrete mechanism:
 #
 #     T ~ Bernoulli(0.5),   Y ~ Bernoulli(0.8 if T else 0.3)
 #
