@@ -269,6 +269,33 @@ def test_discrete_view(name: str) -> None:
         assert stats.kstest(u[:, j], prior.cdf).pvalue > KS_ALPHA, j
 
 
+def test_wrapped_discrete_views_keep_the_coupling() -> None:
+    def run(key: jax.Array) -> dict[str, jax.Array]:
+        k = jax.random.split(key, 4)
+        bernoulli = noise_view(dist.BernoulliProbs(jnp.array([0.2, 0.7])).to_event(1))
+        categorical = noise_view(
+            dist.CategoricalLogits(jnp.zeros((2, 3))).expand([4, 2]).mask(jnp.array(True))
+        )
+        out = {}
+        for name, view, event in (
+            ("bernoulli", bernoulli, (2,)),
+            ("categorical", categorical, (3,)),
+        ):
+            assert view.noise_given_value is not None and view.coupling is not None
+            assert view.base.event_shape == event
+            x = view.forward(view.base.sample(k[0], (5,)))
+            posterior = view.noise_given_value(x)
+            assert posterior.event_shape == event
+            out[name] = x
+            out[name + "_again"] = view.forward(posterior.sample(k[1]))
+        return out
+
+    r = _run(run, jax.random.key(0))
+    assert r["bernoulli"].shape == (5, 2) and r["categorical"].shape == (5, 4, 2)
+    np.testing.assert_array_equal(r["bernoulli_again"], r["bernoulli"])
+    np.testing.assert_array_equal(r["categorical_again"], r["categorical"])
+
+
 def test_inverse_cdf_noise_is_uniform_on_the_cdf_step() -> None:
     def run(x: jax.Array) -> dict[str, jax.Array]:
         poisson = noise_view(dist.Poisson(2.0)).noise_given_value
