@@ -440,6 +440,25 @@ def _integer_bounds(support: Any) -> tuple[Any, Any] | None:
     return None if lower is None else (lower, getattr(support, "upper_bound", None))
 
 
+_ICDF_PROBLEMS: dict[type, str | None] = {}
+
+
+def _check_icdf_runs(d: Distribution) -> None:
+    """Some icdfs exist but need an optional package (numpyro's Gamma and Beta want
+    tensorflow_probability); find out once per class, by tracing, not at query time."""
+    cls = type(d)
+    if cls not in _ICDF_PROBLEMS:
+        probe = jax.ShapeDtypeStruct(tuple(d.batch_shape), _float_dtype())
+        try:
+            jax.eval_shape(d.icdf, probe)
+            _ICDF_PROBLEMS[cls] = None
+        except (ImportError, NotImplementedError) as err:
+            _ICDF_PROBLEMS[cls] = f"its icdf cannot run here: {type(err).__name__}: {err}"
+    problem = _ICDF_PROBLEMS[cls]
+    if problem:
+        raise _no_view(d, problem)
+
+
 @register_noise_view(Distribution)
 def _from_cdf(d: Distribution) -> NoiseView:
     if d.event_shape:
@@ -452,6 +471,7 @@ def _from_cdf(d: Distribution) -> NoiseView:
         return _inverse_cdf_view(d, d.cdf, bounds[0], bounds[1], _float_dtype())
     if not (_overrides(d, "cdf") and _overrides(d, "icdf")):
         raise _no_view(d, "it does not implement both cdf and icdf")
+    _check_icdf_runs(d)
     return NoiseView(
         _standard_uniform(d.batch_shape),
         lambda u: d.icdf(_open_unit(u)),
