@@ -22,8 +22,9 @@ import jax
 import networkx as nx
 import numpy as np
 
+from scm_ppl.abduction import choose_method, couplings_used, require_noise_views
 from scm_ppl.engine import InferenceSettings, run_query
-from scm_ppl.errors import AbductionError, EvidenceError, InterventionError, NoiseViewError
+from scm_ppl.errors import EvidenceError, InterventionError
 from scm_ppl.handlers import do
 from scm_ppl.intervention import Intervention, as_interventions, describe
 from scm_ppl.program import (
@@ -35,9 +36,7 @@ from scm_ppl.program import (
 from scm_ppl.results import CausalResult
 from scm_ppl.worlds import NOISE_PREFIX, check_world_labels
 
-__all__ = ["choose_method", "counterfactual", "interventional"]
-
-METHODS = ("auto", "exact", "coupling", "nuts", "svi")
+__all__ = ["counterfactual", "interventional"]
 
 
 def _check_key(rng_key: Any) -> jax.Array:
@@ -72,65 +71,6 @@ def _settings_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
 
 
-def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
-    """Pick the abduction method for evidence on a program, and say why.
-
-    Returns
-    -------
-    (method, reason)
-    """
-    if method not in METHODS:
-        raise AbductionError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
-    evidence = set(evidence)
-    observed = {n for n, s in info.sites.items() if s.kind == "sample" and s.observed} | evidence
-    latent = [n for n in info.sample_sites() if n not in observed]
-    relevant = info.ancestors(evidence) | evidence
-    latent_ancestors = [n for n in latent if n in relevant]
-    stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
-    stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
-    if stuck:
-        raise EvidenceError(
-            f"Evidence on deterministic site(s) {stuck} cannot be used: they have unobserved "
-            "sample-site ancestors, and inference cannot condition on a noise-free mechanism. "
-            "Model them as sample sites with (small) noise, or drop them from the evidence."
-        )
-    non_invertible = [
-        n
-        for n in info.sample_sites()
-        if n in observed and n in relevant and not info.sites[n].invertible
-    ]
-    if method == "auto":
-        method = "nuts" if latent_ancestors else ("coupling" if non_invertible else "exact")
-    if method in ("exact", "coupling") and latent_ancestors:
-        raise AbductionError(
-            f"Abduction by {method!r} needs every sample site upstream of the evidence to be "
-            f"observed, but {latent_ancestors} {'is' if len(latent_ancestors) == 1 else 'are'} "
-            "latent; use method='nuts' (or 'svi') to infer them."
-        )
-    if method == "exact" and non_invertible:
-        site = info.sites[non_invertible[0]]
-        raise AbductionError(
-            f"Exact abduction needs invertible mechanisms, but '{site.name}' "
-            f"({site.distribution}) does not invert: its noise given its value is a set "
-            f"(coupling: {site.coupling}). Use method='coupling' to draw the noise from that "
-            "set, or method='nuts'."
-        )
-    if method in ("nuts", "svi"):
-        discrete = [n for n in latent if info.sites[n].discrete]
-        if discrete:
-            raise AbductionError(
-                f"{method.upper()} cannot infer the discrete latent site(s) {discrete}; give "
-                "evidence for them or make the program continuous in its latent sites."
-            )
-    reasons = {
-        "exact": "every sample site upstream of the evidence is observed and invertible",
-        "coupling": f"the noise of {non_invertible} is drawn from the set its value allows",
-        "nuts": f"latent site(s) {latent_ancestors} are upstream of the evidence",
-        "svi": f"latent site(s) {latent_ancestors} are upstream of the evidence (SVI asked for)",
-    }
-    return method, reasons[method]
-
-
 def _dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> list[str]:
     base = name.split(".", 1)[1] if name.startswith(f"{NOISE_PREFIX}.") else name
     site = info.sites.get(base)
@@ -141,15 +81,6 @@ def _dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> list[str]:
 
 def _graph_json(g: nx.DiGraph) -> dict[str, Any]:
     return {"nodes": list(g.nodes), "edges": [list(e) for e in g.edges]}
-
-
-def _noise_needed(info: ProgramInfo) -> None:
-    for site in info.sites.values():
-        if site.noise_error:
-            raise NoiseViewError(
-                f"Site '{site.name}' has no noise view, so it cannot be shared across worlds. "
-                + site.noise_error
-            )
 
 
 def counterfactual(
@@ -224,7 +155,7 @@ def counterfactual(
         masks = {next(iter(worlds)): dict(mask)}
     for label, ivs in worlds.items():
         check_interventions(info, ivs, masks.get(label))
-    _noise_needed(info)
+    require_noise_views(info)
     method, reason = choose_method(info, ev, method)
     sample_ev = {k: v for k, v in ev.items() if info.sites[k].kind == "sample"}
     observed = set(sample_ev) | {n for n, s in info.sites.items() if s.observed}
@@ -260,7 +191,7 @@ def counterfactual(
             k: ["world", *_dims(info, k, tuple(v.shape[3:]))] for k, v in predictions.items()
         },
     }
-    couplings = _couplings_used(info, worlds)
+    couplings = couplings_used(info, worlds)
     attrs = {
         "query": "counterfactual",
         "method": method,
@@ -274,23 +205,6 @@ def counterfactual(
         **draws.diagnostics,
     }
     return CausalResult(groups, dims, {"world": labels}, attrs)
-
-
-def _couplings_used(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Intervention]]) -> dict:
-    """The couplings an answer rests on: those of non-invertible mechanisms whose value can
-    change between worlds (downstream of an intervention, or shifted themselves). The
-    others replay their factual value whatever noise is drawn for them."""
-    changed: set[str] = set()
-    for ivs in worlds.values():
-        for name, iv in ivs.items():
-            changed |= nx.descendants(info.graph, name)
-            if iv.kind == "shift":
-                changed.add(name)
-    return {
-        n: info.sites[n].coupling
-        for n in info.sample_sites()
-        if n in changed and not info.sites[n].invertible
-    }
 
 
 def _check_deterministic_evidence(

@@ -1,0 +1,107 @@
+"""Abduction planning: which method recovers the noise for this evidence, and why.
+
+The rule, from the program's graph alone: abduction is *exact* when every sample site
+upstream of the evidence is observed and invertible (noise of sites not upstream of the
+evidence keeps its prior); a *coupling* draw when some of those observed mechanisms are
+discrete; *NUTS* (or SVI) when a latent sample site sits upstream of the evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import networkx as nx
+
+from scm_ppl.errors import AbductionError, EvidenceError, NoiseViewError
+from scm_ppl.intervention import Intervention
+from scm_ppl.program import ProgramInfo
+
+__all__ = ["METHODS", "choose_method", "couplings_used", "require_noise_views"]
+
+METHODS = ("auto", "exact", "coupling", "nuts", "svi")
+
+
+def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
+    """Pick the abduction method for evidence on a program, and say why.
+
+    Returns
+    -------
+    (method, reason)
+    """
+    if method not in METHODS:
+        raise AbductionError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
+    evidence = set(evidence)
+    observed = {n for n, s in info.sites.items() if s.kind == "sample" and s.observed} | evidence
+    latent = [n for n in info.sample_sites() if n not in observed]
+    relevant = info.ancestors(evidence) | evidence
+    latent_ancestors = [n for n in latent if n in relevant]
+    stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
+    stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
+    if stuck:
+        raise EvidenceError(
+            f"Evidence on deterministic site(s) {stuck} cannot be used: they have unobserved "
+            "sample-site ancestors, and inference cannot condition on a noise-free mechanism. "
+            "Model them as sample sites with (small) noise, or drop them from the evidence."
+        )
+    non_invertible = [
+        n
+        for n in info.sample_sites()
+        if n in observed and n in relevant and not info.sites[n].invertible
+    ]
+    if method == "auto":
+        method = "nuts" if latent_ancestors else ("coupling" if non_invertible else "exact")
+    if method in ("exact", "coupling") and latent_ancestors:
+        raise AbductionError(
+            f"Abduction by {method!r} needs every sample site upstream of the evidence to be "
+            f"observed, but {latent_ancestors} {'is' if len(latent_ancestors) == 1 else 'are'} "
+            "latent; use method='nuts' (or 'svi') to infer them."
+        )
+    if method == "exact" and non_invertible:
+        site = info.sites[non_invertible[0]]
+        raise AbductionError(
+            f"Exact abduction needs invertible mechanisms, but '{site.name}' "
+            f"({site.distribution}) does not invert: its noise given its value is a set "
+            f"(coupling: {site.coupling}). Use method='coupling' to draw the noise from that "
+            "set, or method='nuts'."
+        )
+    if method in ("nuts", "svi"):
+        discrete = [n for n in latent if info.sites[n].discrete]
+        if discrete:
+            raise AbductionError(
+                f"{method.upper()} cannot infer the discrete latent site(s) {discrete}; give "
+                "evidence for them or make the program continuous in its latent sites."
+            )
+    reasons = {
+        "exact": "every sample site upstream of the evidence is observed and invertible",
+        "coupling": f"the noise of {non_invertible} is drawn from the set its value allows",
+        "nuts": f"latent site(s) {latent_ancestors} are upstream of the evidence",
+        "svi": f"latent site(s) {latent_ancestors} are upstream of the evidence (SVI asked for)",
+    }
+    return method, reasons[method]
+
+
+def require_noise_views(info: ProgramInfo) -> None:
+    for site in info.sites.values():
+        if site.noise_error:
+            raise NoiseViewError(
+                f"Site '{site.name}' has no noise view, so it cannot be shared across worlds. "
+                + site.noise_error
+            )
+
+
+def couplings_used(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Intervention]]) -> dict:
+    """The couplings an answer rests on: those of non-invertible mechanisms whose value can
+    change between worlds (downstream of an intervention, or shifted themselves). The
+    others replay their factual value whatever noise is drawn for them."""
+    changed: set[str] = set()
+    for ivs in worlds.values():
+        for name, iv in ivs.items():
+            changed |= nx.descendants(info.graph, name)
+            if iv.kind == "shift":
+                changed.add(name)
+    return {
+        n: info.sites[n].coupling
+        for n in info.sample_sites()
+        if n in changed and not info.sites[n].invertible
+    }
