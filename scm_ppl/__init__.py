@@ -8,45 +8,74 @@ interventional and counterfactual questions with :func:`interventional` and
 
 from typing import TYPE_CHECKING
 
+from scm_ppl.adjustment import (
+    AdjustmentFormula,
+    backdoor_sets,
+    find_adjustment,
+    frontdoor_sets,
+    is_adjustment_set,
+    is_backdoor_set,
+    is_frontdoor_set,
+)
+from scm_ppl.admg import ADMG, admg
 from scm_ppl.counterfactual import counterfactual, interventional
 from scm_ppl.engine import trace_count
 from scm_ppl.errors import (
     AbductionError,
+    EstimandError,
     EvidenceError,
     GraphError,
     InferenceWarning,
     InterventionError,
     NoiseViewError,
+    NotIdentifiableError,
     ProgramError,
     ScmPplError,
     ScmPplWarning,
 )
+from scm_ppl.estimand import DiscreteJoint
 from scm_ppl.graph import graph
 from scm_ppl.handlers import do, replay_noise
+from scm_ppl.identify import Hedge, IdentificationResult, identify
 from scm_ppl.noise import NoiseView, noise_view, register_noise_view
 from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.results import CausalResult
 from scm_ppl.worlds import multi_world, twin_world
 
 __all__ = [
+    "ADMG",
     "AbductionError",
+    "AdjustmentFormula",
     "CausalResult",
+    "DiscreteJoint",
+    "EstimandError",
     "Estimate",
     "EvidenceError",
     "GraphError",
+    "Hedge",
+    "IdentificationResult",
     "InferenceWarning",
     "InterventionError",
     "NoiseView",
     "NoiseViewError",
+    "NotIdentifiableError",
     "ProgramError",
     "ScmPplError",
     "ScmPplWarning",
+    "admg",
     "ate",
+    "backdoor_sets",
     "counterfactual",
     "do",
     "ett",
+    "find_adjustment",
+    "frontdoor_sets",
     "graph",
+    "identify",
     "interventional",
+    "is_adjustment_set",
+    "is_backdoor_set",
+    "is_frontdoor_set",
     "multi_world",
     "noise_view",
     "plot_graph",

@@ -475,6 +475,13 @@ class AdjustmentFormula:
         if self.kind == "frontdoor" and (len(self.treatment) != 1 or len(self.outcome) != 1):
             raise GraphError("A front-door formula takes one treatment and one outcome.")
         object.__setattr__(self, "set", frozenset(self.set))
+        x, y, n = set(self.treatment), set(self.outcome), len(self.treatment) + len(self.outcome)
+        if not x or not y or len(x | y) != n or self.set & (x | y):
+            raise GraphError(
+                "A formula needs a non-empty treatment and outcome, disjoint and without "
+                f"repeats, and a set apart from both; got {self.treatment}, {self.outcome}, "
+                f"{sorted(self.set)}."
+            )
 
     def _render(self, name: Callable[[str], str], total: str, bar: str, times: str) -> str:
         def p(left: list[str], right: Sequence[str] = ()) -> str:

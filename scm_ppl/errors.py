@@ -9,11 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "AbductionError",
+    "EstimandError",
     "EvidenceError",
     "GraphError",
     "InferenceWarning",
     "InterventionError",
     "NoiseViewError",
+    "NotIdentifiableError",
     "ProgramError",
     "ScmPplError",
     "ScmPplWarning",
@@ -42,6 +44,14 @@ class AbductionError(ScmPplError, ValueError):
 
 class GraphError(ScmPplError, ValueError):
     """A causal graph is malformed (a cycle, an unknown node, ...)."""
+
+
+class EstimandError(ScmPplError, ValueError):
+    """An estimand cannot be built or evaluated as asked (bad joint, missing values, ...)."""
+
+
+class NotIdentifiableError(ScmPplError, ValueError):
+    """A query that is not identifiable was asked for a value from observational data."""
 
 
 class ScmPplWarning(UserWarning):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from scm_ppl.errors import ScmPplError
+from scm_ppl.errors import EstimandError
 
 __all__ = [
     "ONE",
@@ -40,10 +40,6 @@ __all__ = [
     "Product",
     "Sum",
 ]
-
-
-class EstimandError(ScmPplError, ValueError):
-    """An estimand cannot be built or evaluated as asked (bad joint, missing values, ...)."""
 
 
 def _names(vars: Iterable[str] | str) -> frozenset[str]:
@@ -149,6 +145,8 @@ class DiscreteJoint:
     def marginal(self, vars: Sequence[str]) -> np.ndarray:
         """``P(vars)``, axes in the order of ``vars``."""
         axes = [self._axis(v) for v in vars]
+        if len(set(axes)) != len(axes):
+            raise EstimandError(f"Variables {list(vars)} repeat a name.")
         rest = tuple(i for i in range(len(self.names)) if i not in axes)
         summed = self.probs.sum(axis=rest)
         kept = sorted(axes)

@@ -19,14 +19,10 @@ import networkx as nx
 import numpy as np
 
 from scm_ppl.admg import ADMG, admg
-from scm_ppl.errors import GraphError, ScmPplError
+from scm_ppl.errors import GraphError, NotIdentifiableError
 from scm_ppl.estimand import Expression, Fraction, Joint, Probability, Product, Sum
 
 __all__ = ["Hedge", "IdentificationResult", "NotIdentifiableError", "identify"]
-
-
-class NotIdentifiableError(ScmPplError, ValueError):
-    """A query that is not identifiable was asked for a value from observational data."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +33,8 @@ class Hedge:
     root set, for the query ``P(outcome | do(treatment))`` that ID was solving (IDC may
     have moved conditioning variables into it): F' ⊂ F, F meets the treatment and F'
     does not, and the roots are ancestors of the outcome once the treatment's incoming
-    edges are cut. Shpitser & Pearl (2006, Thm. 4) build from them two models that agree
-    on ``P(v)`` and disagree on the query.
+    edges are cut. From them Shpitser & Pearl (2006) build two models that agree on
+    ``P(v)`` and disagree on the query (the completeness of ID).
     """
 
     forest: frozenset[str]
@@ -213,7 +209,7 @@ class _ID:
         return short if short.size() <= full.size() else full
 
     def id(self, y: frozenset[str], x: frozenset[str], p: _Dist, v: frozenset[str]) -> Expression:
-        """ID(y, x, P, G[v]) of Shpitser & Pearl (2006), Fig. 3; raises :class:`_Fail`."""
+        """The function ID(y, x, P, G[v]) of Shpitser & Pearl (2006); raises :class:`_Fail`."""
         # Line 1: no intervention, marginalise.
         if not x:
             return p.marginal(y)
@@ -244,7 +240,7 @@ class _ID:
         return self.id(y, x & bigger, _Dist(q, bigger), bigger)
 
     def idc(self, y: frozenset[str], x: frozenset[str], z: frozenset[str]) -> Expression:
-        """IDC(y, x, z, P, G) of Shpitser & Pearl (UAI 2006), Fig. 2; raises :class:`_Fail`."""
+        """IDC(y, x, z, P, G) of Shpitser & Pearl (UAI 2006); raises :class:`_Hedged`."""
         # Line 1: a Z_i that is d-separated from Y given the rest once X's incoming and
         # Z_i's outgoing edges are cut can be moved from the evidence into the treatments
         # (rule 2 of the do-calculus).

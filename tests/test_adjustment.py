@@ -452,6 +452,10 @@ GRAPH_ERRORS = [
     (lambda: frontdoor_sets(M_GRAPH, "x", "y", max_size=1.5), "max_size"),  # type: ignore[arg-type]
     (lambda: AdjustmentFormula("napkin", ("x",), ("y",), frozenset()), "kind must be"),  # type: ignore[arg-type]
     (lambda: AdjustmentFormula("frontdoor", ("x", "w"), ("y",), frozenset()), "one treatment"),
+    (lambda: AdjustmentFormula("backdoor", ("x",), ("x",), frozenset()), "disjoint"),
+    (lambda: AdjustmentFormula("backdoor", (), ("y",), frozenset()), "non-empty treatment"),
+    (lambda: AdjustmentFormula("backdoor", ("x", "x"), ("y",), frozenset()), "repeats"),
+    (lambda: AdjustmentFormula("backdoor", ("x",), ("y",), frozenset("y")), "apart from both"),
 ]
 
 

@@ -7,9 +7,10 @@ compared with interventional distributions computed by enumerating the mutilated
 from __future__ import annotations
 
 import doctest
+import importlib
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import jax.numpy as jnp
 import networkx as nx
@@ -18,8 +19,6 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from scm_ppl import estimand as estimand_module
-from scm_ppl import identify as identify_module
 from scm_ppl.admg import ADMG
 from scm_ppl.errors import GraphError
 from scm_ppl.estimand import (
@@ -92,11 +91,15 @@ class BinarySCM:
         for values in itertools.product([0, 1], repeat=len(x)):
             p = DiscreteJoint(self.joint(dict(zip(x, values, strict=True))), self.observed)
             joint = p.marginal([*z, *y])
-            out[values] = joint / joint.sum(axis=tuple(range(len(z), len(z) + len(y))), keepdims=True)
+            out[values] = joint / joint.sum(
+                axis=tuple(range(len(z), len(z) + len(y))), keepdims=True
+            )
         return out
 
 
-def check_identified(g: ADMG, x: Sequence[str], y: Sequence[str], z: Sequence[str] = (), seed: int = 0) -> IdentificationResult:
+def check_identified(
+    g: ADMG, x: Sequence[str], y: Sequence[str], z: Sequence[str] = (), seed: int = 0
+) -> IdentificationResult:
     """Identify the query, then compare its exact evaluation with the brute-force truth."""
     result = identify(g, x, y, given=z)
     assert result.identifiable and result.estimand is not None and result.hedge is None
@@ -107,14 +110,17 @@ def check_identified(g: ADMG, x: Sequence[str], y: Sequence[str], z: Sequence[st
 
 
 def check_hedge(g: ADMG, hedge: Hedge) -> None:
-    """The hedge conditions of Shpitser & Pearl (2006, Def. 5) that a node-set pair can show.
+    """The hedge conditions of Shpitser & Pearl (2006) that a node-set pair can show.
 
-    F and F' are given as node sets; the C-forests are edge subgraphs of G[F] and G[F']
-    (Thm. 4 of the paper). Checked: (1) F' ⊊ F; (2) F meets the treatment, F' does not;
-    (3) G[F] and G[F'] are each a single c-component; (4) the roots R of G[F'] (nodes with
-    no child in F') are ancestors of the outcome in G with the treatment's incoming edges
-    cut; (5) every node of F has a directed path inside G[F] to R, so G[F] has a spanning
-    forest rooted at R: F and F' contain R-rooted C-forests with the same roots.
+    F and F' come as node sets; the C-forests are edge subgraphs of G[F] and G[F'] (the
+    paper's theorem on the graphs returned by line 5 of ID). Checked:
+    (1) F' is a proper subset of F;
+    (2) F meets the treatment, F' does not;
+    (3) G[F] and G[F'] are each a single c-component;
+    (4) the roots R of G[F'] (nodes with no child in F') are ancestors of the outcome in G
+        with the treatment's incoming edges cut;
+    (5) every node of F has a directed path inside G[F] to R, so G[F] has a spanning forest
+        rooted at R: F and F' contain R-rooted C-forests with the same roots.
     """
     f, f_sub, x = hedge.forest, hedge.subforest, hedge.treatment
     assert f_sub < f
@@ -126,7 +132,9 @@ def check_hedge(g: ADMG, hedge: Hedge) -> None:
     assert all(in_f.descendants([v]) & roots for v in f)
 
 
-def check_not_identified(g: ADMG, x: Sequence[str], y: Sequence[str], z: Sequence[str] = ()) -> Hedge:
+def check_not_identified(
+    g: ADMG, x: Sequence[str], y: Sequence[str], z: Sequence[str] = ()
+) -> Hedge:
     result = identify(g, x, y, given=z)
     assert not result.identifiable and result.estimand is None and result.hedge is not None
     check_hedge(g, result.hedge)
@@ -150,9 +158,10 @@ def test_bow_arc_is_not_identifiable() -> None:
     )
     with pytest.raises(NotIdentifiableError, match=r"P\(y \| do\(x\)\) is not identifiable"):
         result.evaluate(BinarySCM(BOW, np.random.default_rng(0)).observational())
+
     # The witness the hedge promises: with u ~ Bernoulli(1/2) and x = u, the SCMs y = u and
     # y = x have the same P(x, y) but different P(y | do(x)).
-    def solve(f_y, do_x=None):  # noqa: ANN001, ANN202
+    def solve(f_y: Callable[[int, int], int], do_x: int | None = None) -> np.ndarray:
         joint = np.zeros((2, 2))
         for u in (0, 1):
             x = u if do_x is None else do_x
@@ -208,14 +217,14 @@ def test_back_door() -> None:
     np.testing.assert_allclose(result.evaluate(p), adjusted("x3 x4"), atol=1e-12)
     np.testing.assert_allclose(result.evaluate(p), adjusted("x4 x5"), atol=1e-12)
     assert np.abs(result.evaluate(p) - adjusted("x3")).max() > 1e-4
-    # A confounded covariate also works: z -> x, z -> y, z <-> x (Shpitser & Pearl 2008,
-    # JMLR, Fig. 2(d)); and an unconfounded treatment whose mediator is confounded with y
-    # (ibid., Fig. 2(b)) needs no adjustment at all.
+    # A confounded covariate also works: z -> x, z -> y, z <-> x; and an unconfounded
+    # treatment whose mediator is confounded with y needs no adjustment at all (Shpitser &
+    # Pearl 2008, JMLR, Fig. 2(d) and 2(b), as transcribed in y0's examples).
     confounded_z = mixed([("z", "x"), ("z", "y"), ("x", "y")], [("z", "x")])
     assert str(check_identified(confounded_z, ["x"], ["y"]).estimand) == "Σ_{z} P(z) P(y | x, z)"
     mediator = mixed([("x", "y"), ("x", "z"), ("z", "y")], [("z", "y")])
     assert str(check_identified(mediator, ["x"], ["y"]).estimand) == "P(y | x)"
-    # Causality Fig. 3.8(a)-style: no confounding, and a cause w of x only (line 3 of ID).
+    # No confounding, and a cause w of x only (removed by line 3 of ID).
     assert str(check_identified(mixed([("w", "x"), ("x", "y")]), ["x"], ["y"]).estimand) == (
         "P(y | x)"
     )
@@ -234,7 +243,9 @@ def test_napkin() -> None:
     # P(y | do(x)) = Σ_w1 P(x, y | w1, w2) P(w1) / Σ_w1 P(x | w1, w2) P(w1).
     p = BinarySCM(NAPKIN, np.random.default_rng(5)).observational()
     p_w1 = p.marginal(["w1"])
-    num = np.einsum("axyb,a->bxy", p.conditional(["x", "y"], ["w1", "w2"]).transpose(2, 0, 1, 3), p_w1)
+    num = np.einsum(
+        "axyb,a->bxy", p.conditional(["x", "y"], ["w1", "w2"]).transpose(2, 0, 1, 3), p_w1
+    )
     den = np.einsum("xab,a->bx", p.conditional(["x"], ["w1", "w2"]), p_w1)
     for w2 in (0, 1):
         np.testing.assert_allclose(result.evaluate(p), num[w2] / den[w2][:, None], atol=1e-12)
@@ -252,14 +263,17 @@ def test_shpitser_pearl_joint_example() -> None:
 
 
 def test_joint_effect_hedge_with_identifiable_marginals() -> None:
-    # The phenomenon hedges explain (Shpitser & Pearl 2006, Def. 5 / Thm. 4): each marginal
+    # The phenomenon hedges explain (Shpitser & Pearl 2006): each marginal
     # effect is identifiable, the joint one is not. F = {x, y1, y2} (x -> y1, x <-> y2,
     # y1 <-> y2), F' = {y1, y2}, roots {y1, y2}.
     g = mixed([("x", "y1")], [("y1", "y2"), ("x", "y2")])
     assert str(check_identified(g, ["x"], ["y1"]).estimand) == "P(y1 | x)"
     assert str(check_identified(g, ["x"], ["y2"]).estimand) == "P(y2)"
     hedge = check_not_identified(g, ["x"], ["y1", "y2"])
-    assert (hedge.forest, hedge.subforest) == (frozenset({"x", "y1", "y2"}), frozenset({"y1", "y2"}))
+    assert (hedge.forest, hedge.subforest) == (
+        frozenset({"x", "y1", "y2"}),
+        frozenset({"y1", "y2"}),
+    )
 
 
 @pytest.mark.parametrize(
@@ -285,9 +299,10 @@ def test_causality_figure_3_8_style(directed: list, bidirected: list) -> None:
 @pytest.mark.parametrize(
     ("directed", "bidirected", "forest"),
     [
-        # Pearl (2009), Causality, Fig. 3.9(b): a confounded first stage x -> z.
+        # Pearl (2009), Causality, Fig. 3.9-style models (each stated by its graph here):
+        # a confounded first stage x -> z, ...
         ([("x", "z"), ("z", "y")], [("x", "z")], "xz"),
-        # Fig. 3.9-style (stated by graph): the same with a direct effect x -> y too; ...
+        # ... the same with a direct effect x -> y too, ...
         ([("x", "z"), ("z", "y"), ("x", "y")], [("x", "z")], "xz"),
         # ... a covariate z confounded with both x and y; ...
         ([("z", "x"), ("x", "y")], [("x", "z"), ("z", "y")], "xyz"),
@@ -319,7 +334,7 @@ def test_conditional_effects_idc() -> None:
     assert hedge.treatment == {"x", "z"} and hedge.outcome == {"y"}
 
 
-# -- random ADMGs ------------------------------------------------------------------------------------
+# -- random ADMGs -------------------------------------------------------------------------------
 def random_admg(rng: np.random.Generator, n: int) -> ADMG:
     """n nodes in a random order, each forward pair a directed edge with probability
     p_dir, each pair a bidirected edge with probability p_bi (both drawn per graph)."""
@@ -338,7 +353,7 @@ def test_random_admgs_id_and_idc() -> None:
     the brute-force P(y | do(x), z) of a random binary SCM with that ADMG to 1e-6, for every
     value of x, z and y; a hedge must pass check_hedge (conditions (1)-(5) there). That
     P(v) cannot determine the query when a hedge exists is the completeness theorem of
-    Shpitser & Pearl (2006, Thm. 4; IDC: UAI 2006, Thm. 7), not re-proved here.
+    Shpitser & Pearl (2006; for IDC their UAI 2006 paper), not re-proved here.
     """
     rng = np.random.default_rng(2024)
     counts = {"identified": 0, "hedge": 0, "conditional": 0}
@@ -367,7 +382,7 @@ def test_random_admgs_id_and_idc() -> None:
 def test_random_admgs_agree_with_tian_pearl() -> None:
     """An independent completeness check: P(v \\ x | do(x)) for a single x is identifiable
     iff no child of x is in x's district (Tian & Pearl 2002, "A general identification
-    condition for causal effects", Thm. 4)."""
+    condition for causal effects", AAAI)."""
     rng = np.random.default_rng(7)
     seen = set()
     for _ in range(200):
@@ -406,8 +421,8 @@ def front_door_program(n: int) -> None:
         numpyro.sample("y", dist.Normal(m + u, 1.0))
 
 
-def back_door_program(z: jnp.ndarray | None = None) -> None:
-    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([3]).to_event(1), obs=z)
+def back_door_program(z_obs: jnp.ndarray | None = None) -> None:
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([3]).to_event(1), obs=z_obs)
     x = numpyro.sample("x", dist.Normal(z, 1.0).to_event(1))
     numpyro.sample("y", dist.Normal(x + z, 1.0).to_event(1))
 
@@ -416,7 +431,7 @@ def test_identify_a_program() -> None:
     result = identify(front_door_program, "x", "y", model_args=(4,))
     assert result.graph == FRONT_DOOR and result.identifiable
     # z is observed through model_kwargs, so it is a variable and adjusts for itself.
-    result = identify(back_door_program, "x", "y", model_kwargs={"z": jnp.zeros(3)})
+    result = identify(back_door_program, "x", "y", model_kwargs={"z_obs": jnp.zeros(3)})
     assert str(result.estimand) == "Σ_{z} P(z) P(y | x, z)"
     # Without it z is a latent root: the bow arc.
     assert not identify(back_door_program, "x", "y").identifiable
@@ -438,12 +453,18 @@ def test_identify_accepts_graphs_without_mutating_them() -> None:
         ({"treatment": "q", "outcome": "y"}, r"Unknown variables \['q'\].*\['x', 'm', 'y'\]"),
         ({"treatment": "x", "outcome": ["y", "w"]}, r"Unknown variables \['w'\]"),
         ({"treatment": "x", "outcome": "y", "given": "q"}, r"Unknown variables \['q'\]"),
-        ({"treatment": ["x", "y"], "outcome": "y"}, r"\['y'\] is in both the treatment and the outcome"),
+        (
+            {"treatment": ["x", "y"], "outcome": "y"},
+            r"\['y'\] is in both the treatment and the outcome",
+        ),
         ({"treatment": "x", "outcome": "y", "given": ["x"]}, r"both the treatment and the given"),
         ({"treatment": "x", "outcome": "y", "given": "y"}, r"both the outcome and the given"),
         ({"treatment": [], "outcome": "y"}, "The treatment is empty"),
         ({"treatment": "x", "outcome": ()}, "The outcome is empty"),
-        ({"treatment": ["x", 1], "outcome": "y"}, r"must be a name or names \(strings\); got \[1\]"),
+        (
+            {"treatment": ["x", 1], "outcome": "y"},
+            r"must be a name or names \(strings\); got \[1\]",
+        ),
     ],
 )
 def test_bad_queries(kwargs: dict, match: str) -> None:
@@ -478,21 +499,24 @@ def test_simplification_of_trivial_cases() -> None:
     assert Product.of([ONE, P("y"), Product((P("x"), ONE))]) == Product((P("y"), P("x")))
     assert str(ONE) == "1" and ONE.free_variables() == frozenset()
     assert Sum.of("x", P("xy", "z")) == P("y", "z")
-    assert Sum.of("xy", P("xy")) == ONE
+    assert Sum.of(set("xy"), P("xy")) == ONE
     assert Fraction.of(P("xy", "z"), P("y", "z")) == P("x", "yz")
     assert Fraction.of(P("x"), ONE) == P("x") and Fraction.of(P("x"), P("x")) == ONE
     # A chain rule: the last factors sum out, the common factors cancel.
     chain = Product.of([P("a"), P("b", "a"), P("c", "ab")])
     assert Sum.of("c", chain) == Product.of([P("a"), P("b", "a")])
     assert Fraction.of(Sum.of("c", chain), P("a")) == P("b", "a")
-    assert Sum.of("abc", chain) == ONE
+    assert Sum.of(set("abc"), chain) == ONE
     # Factors free of the summed variable leave the sum; sums over disjoint sets merge.
     assert str(Sum.of("m", Product.of([P("x"), P("y", "m"), P("m", "x")]))) == (
         "P(x) Σ_{m} P(y | m) P(m | x)"
     )
     assert Sum.of("a", Sum(frozenset("b"), P("c", "ab"))) == Sum(frozenset("ab"), P("c", "ab"))
     raw = Sum(frozenset("x"), Product((P("x"), P("y", "x"), ONE)))
-    assert raw.simplify() == Sum(frozenset("x"), Product((P("x"), P("y", "x"))))
+    assert raw.simplify() == P("y")  # Σ_x P(x) P(y | x) = Σ_x P(x, y) = P(y)
+    assert Sum.of("x", Product.of([P("x", "z"), P("y", "xz")])) == P("y", "z")
+    # ... but not when the merge would be wrong (P(y | x, z) P(x) is not P(x, y | z)).
+    assert isinstance(Sum.of("x", Product.of([P("x"), P("y", "xz")])), Sum)
 
 
 def test_text_latex_and_primes() -> None:
@@ -502,7 +526,9 @@ def test_text_latex_and_primes() -> None:
     assert e.text() == str(e) == "Σ_{m} P(m | x) Σ_{x'} P(x) P(y | m, x')".replace("P(x)", "P(x')")
     assert e.latex().startswith(r"\sum_{m} P(m \mid x)")
     # Only names already visible are primed; a name bound twice over gets two primes.
-    nested = Sum.of("x", Product.of([P("x", "y"), Sum.of("y", Product.of([P("y", "z"), P("y", "x")]))]))
+    nested = Sum.of(
+        "x", Product.of([P("x", "y"), Sum.of("y", Product.of([P("y", "z"), P("y", "x")]))])
+    )
     assert nested.text() == "Σ_{x} P(x | y) Σ_{y'} P(y' | z) P(y' | x)"
     assert nested.free_variables() == {"y", "z"}
     inner = Sum(frozenset("x"), Product((P("x"), P("w", "x"))))
@@ -526,11 +552,15 @@ def test_evaluation_respects_scoping() -> None:
     e = Product.of([P("x"), Sum.of("x", Product.of([P("x"), P("y", "x")]))])
     assert e.free_variables() == {"x", "y"}
     for xv, yv in itertools.product([0, 1], [0, 1]):
-        assert e.evaluate(joint, {"x": xv, "y": yv, "unused": 5}) == pytest.approx(p[xv].sum() * p[:, yv].sum())
+        assert e.evaluate(joint, {"x": xv, "y": yv, "unused": 5}) == pytest.approx(
+            p[xv].sum() * p[:, yv].sum()
+        )
     # Summing a variable the term does not depend on multiplies by its number of values.
     assert Sum(frozenset("x"), P("y")).evaluate(joint, {"y": 0}) == pytest.approx(2 * p[:, 0].sum())
     np.testing.assert_allclose(e.table(joint, ["y"], {"x": 1}), p[1].sum() * p.sum(0))
-    np.testing.assert_allclose(P("y", "x").array((p, ("x", "y")), ["y", "x"]), (p / p.sum(1, keepdims=True)).T)
+    np.testing.assert_allclose(
+        P("y", "x").array((p, ("x", "y")), ["y", "x"]), (p / p.sum(1, keepdims=True)).T
+    )
     # Axes the value does not depend on are broadcast.
     np.testing.assert_allclose(P("y").array(joint, ["x", "y"]), np.tile(p.sum(0), (2, 1)))
 
@@ -538,7 +568,9 @@ def test_evaluation_respects_scoping() -> None:
 def test_discrete_joint() -> None:
     joint = DiscreteJoint.from_counts([[1, 3], [2, 4]], ("x", "y"))
     np.testing.assert_allclose(joint.marginal(["y", "x"]), [[0.1, 0.2], [0.3, 0.4]])
-    data = DiscreteJoint.from_data({"x": np.array([0, 0, 1, 1]), "y": np.array([0, 1, 1, 1])}, {"y": 3})
+    data = DiscreteJoint.from_data(
+        {"x": np.array([0, 0, 1, 1]), "y": np.array([0, 1, 1, 1])}, {"y": 3}
+    )
     np.testing.assert_allclose(data.probs, [[0.25, 0.25, 0], [0, 0.5, 0]])
     assert data.cardinality("y") == 3 and "DiscreteJoint(names=['x', 'y']" in repr(data)
     with pytest.raises(ValueError, match="read-only"):
@@ -553,7 +585,7 @@ def test_discrete_joint() -> None:
     [
         (lambda: DiscreteJoint(np.ones((2, 2)) / 4, ("x",)), "one distinct name per axis"),
         (lambda: DiscreteJoint(np.ones((2, 2)) / 4, ("x", "x")), "one distinct name per axis"),
-        (lambda: DiscreteJoint(np.ones(2) / 2, (1,)), "must be strings"),
+        (lambda: DiscreteJoint(np.ones(2) / 2, (1,)), "must be strings"),  # type: ignore[arg-type]
         (lambda: DiscreteJoint([0.5, 0.6], ("x",)), "sum to 1.1, not 1"),
         (lambda: DiscreteJoint([1.5, -0.5], ("x",)), "finite and non-negative"),
         (lambda: DiscreteJoint.from_counts([0, 0], ("x",)), "counts sum to 0"),
@@ -561,11 +593,12 @@ def test_discrete_joint() -> None:
         (lambda: DiscreteJoint.from_data({"x": [0.5, 1.0]}), "integer codes"),
         (lambda: DiscreteJoint.from_data({"x": [0, 2]}, {"x": 2}), "exceeds its cardinality"),
         (lambda: DiscreteJoint([1.0], ("x",)).marginal(["q"]), r"no variable 'q'; it has \['x'\]"),
+        (lambda: DiscreteJoint([1.0], ("x",)).marginal(["x", "x"]), "repeat a name"),
         (lambda: Probability(frozenset("x"), frozenset("x")), "repeats a variable"),
         (lambda: Probability(frozenset({1})), "must be strings"),  # type: ignore[arg-type]
     ],
 )
-def test_joint_and_estimand_errors(build, match: str) -> None:  # noqa: ANN001
+def test_joint_and_estimand_errors(build: Callable[[], object], match: str) -> None:
     with pytest.raises(EstimandError, match=match):
         build()
 
@@ -587,5 +620,5 @@ def test_evaluation_errors() -> None:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(estimand_module).failed == 0
-    assert doctest.testmod(identify_module).failed == 0
+    assert doctest.testmod(importlib.import_module("scm_ppl.estimand")).failed == 0
+    assert doctest.testmod(importlib.import_module("scm_ppl.identify")).failed == 0
