@@ -29,14 +29,15 @@ from scm_ppl.errors import (
     InterventionError,
     NoiseViewError,
     NotIdentifiableError,
+    NotIdentifiableWarning,
     ProgramError,
     ScmPplError,
     ScmPplWarning,
 )
-from scm_ppl.estimand import DiscreteJoint
 from scm_ppl.graph import graph
 from scm_ppl.handlers import do, replay_noise
 from scm_ppl.identify import Hedge, IdentificationResult, identify
+from scm_ppl.joint import DiscreteJoint
 from scm_ppl.noise import NoiseView, noise_view, register_noise_view
 from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.results import CausalResult
@@ -59,6 +60,7 @@ __all__ = [
     "NoiseView",
     "NoiseViewError",
     "NotIdentifiableError",
+    "NotIdentifiableWarning",
     "ProgramError",
     "ScmPplError",
     "ScmPplWarning",

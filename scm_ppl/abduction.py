@@ -8,16 +8,29 @@ discrete; *NUTS* (or SVI) when a latent sample site sits upstream of the evidenc
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import networkx as nx
 
-from scm_ppl.errors import AbductionError, EvidenceError, NoiseViewError
+from scm_ppl.errors import (
+    AbductionError,
+    EvidenceError,
+    NoiseViewError,
+    NotIdentifiableError,
+    NotIdentifiableWarning,
+)
 from scm_ppl.intervention import Intervention
 from scm_ppl.program import ProgramInfo
 
-__all__ = ["METHODS", "choose_method", "couplings_used", "require_noise_views"]
+__all__ = [
+    "METHODS",
+    "check_identified",
+    "choose_method",
+    "couplings_used",
+    "require_noise_views",
+]
 
 METHODS = ("auto", "exact", "coupling", "nuts", "svi")
 
@@ -105,3 +118,45 @@ def couplings_used(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Interven
         for n in info.sample_sites()
         if n in changed and not info.sites[n].invertible
     }
+
+
+def check_identified(
+    info: ProgramInfo, treatment: set[str], evidence: Any, *, strict: bool
+) -> dict[str, Any]:
+    """Is ``P(descendants of treatment | do(treatment))`` identified on the program's ADMG?
+
+    What is observed is what the query is given: with evidence, the exogenous sample
+    sites that are neither evidence, observed in the program, nor intervened on are
+    latent (those with two children become bidirected edges); without evidence every
+    site counts as observed and there is nothing to check. Sites not downstream of the
+    treatment are unaffected by it, so the question is the effect on its descendants.
+    Not identified: warn, or raise under ``strict``. Returns JSON-ready metadata.
+    """
+    from scm_ppl.admg import admg
+    from scm_ppl.identify import identify
+
+    if not evidence:
+        return {"identified": True, "observed": "all sites (no evidence given)"}
+    g = info.graph
+    seen = set(evidence) | set(treatment)
+    latent = [
+        n for n, a in g.nodes(data=True) if a.get("role") == "exogenous" and not a.get("observed")
+    ]
+    latent = [n for n in latent if n not in seen]
+    projected = admg(g, latent=latent)
+    outcome = set().union(*(nx.descendants(projected.directed, t) for t in treatment)) - treatment
+    if not projected.bidirected or not outcome or not treatment:
+        return {"identified": True}
+    result = identify(projected, sorted(treatment), sorted(outcome))
+    if result.identifiable:
+        return {"identified": True, "estimand": str(result.estimand)}
+    message = (
+        f"{result.query} is not identified from observational data on the program's ADMG "
+        f"(latent {sorted(latent)}; {result.hedge}): the answer rests on the program's "
+        "parametric assumptions. Pass strict=True to make this an error, or give evidence "
+        "for the latent sites."
+    )
+    if strict:
+        raise NotIdentifiableError(message)
+    warnings.warn(message, NotIdentifiableWarning, stacklevel=3)
+    return {"identified": False, "hedge": str(result.hedge)}

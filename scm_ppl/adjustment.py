@@ -23,14 +23,13 @@ Examples
 >>> backdoor_sets(g, "x", "y")
 [frozenset({'z'})]
 >>> print(find_adjustment(g, "x", "y").text())
-Σ_{z} P(y | x, z) P(z)
+Σ_{z} P(z) P(y | x, z)
 """
 
 from __future__ import annotations
 
-import itertools
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,7 +37,24 @@ import networkx as nx
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from scm_ppl.errors import EvidenceError, GraphError
+from scm_ppl.adjustment_search import (
+    Pairs,
+    adjustment_test,
+    backdoor_pool,
+    backdoor_test,
+    descendants,
+    frontdoor_pool,
+    frontdoor_test,
+    latent_dag,
+    moral_backdoor,
+    search,
+    separated,
+    smallest,
+    smallest_backdoor,
+)
+from scm_ppl.errors import EstimandError, EvidenceError, GraphError
+from scm_ppl.estimand import Expression, Probability, Product, Sum
+from scm_ppl.joint import DiscreteJoint
 
 __all__ = [
     "AdjustmentFormula",
@@ -51,48 +67,6 @@ __all__ = [
 ]
 
 Nodes = str | Iterable[str]
-Pairs = Iterable[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class _Latent:
-    """The hidden common cause of a bidirected pair: never equal to a user's node."""
-
-    a: str
-    b: str
-
-
-def _latent_dag(graph: nx.DiGraph, bidirected: Pairs) -> nx.DiGraph:
-    """A new DAG: ``graph`` plus one latent parent per bidirected pair."""
-    if not isinstance(graph, nx.DiGraph):
-        raise GraphError(
-            f"A causal graph must be a networkx.DiGraph; got {type(graph).__name__}. "
-            "Build one with networkx.DiGraph(edges)."
-        )
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = [str(edge[0]) for edge in nx.find_cycle(graph)]
-        raise GraphError(
-            f"The graph has a cycle {' -> '.join([*cycle, cycle[0]])}; a causal graph "
-            "must be acyclic."
-        )
-    dag = nx.DiGraph()
-    dag.add_nodes_from(graph.nodes)
-    dag.add_edges_from((u, v) for u, v, *_ in graph.edges)
-    for item in bidirected:
-        pair = () if isinstance(item, str) else tuple(item)
-        if len(pair) != 2 or pair[0] == pair[1]:
-            raise GraphError(
-                f"A bidirected edge must be a pair of two distinct nodes (a, b); got {item!r}."
-            )
-        absent = [node for node in pair if node not in graph]
-        if absent:
-            raise GraphError(
-                f"The bidirected edge {pair!r} names {absent}, which the graph does not have; "
-                f"its nodes are {sorted(map(str, graph.nodes))}."
-            )
-        a, b = sorted(pair, key=str)
-        dag.add_edges_from([(_Latent(a, b), a), (_Latent(a, b), b)])
-    return dag
 
 
 def _nodes(value: Nodes, role: str, graph: nx.DiGraph, *, allow_empty: bool = False) -> frozenset:
@@ -110,7 +84,7 @@ def _nodes(value: Nodes, role: str, graph: nx.DiGraph, *, allow_empty: bool = Fa
 def _query(
     graph: nx.DiGraph, treatment: Nodes, outcome: Nodes, bidirected: Pairs
 ) -> tuple[nx.DiGraph, frozenset, frozenset]:
-    dag = _latent_dag(graph, bidirected)
+    dag = latent_dag(graph, bidirected)
     x, y = _nodes(treatment, "treatment", graph), _nodes(outcome, "outcome", graph)
     if x & y:
         raise GraphError(
@@ -129,131 +103,9 @@ def _covariates(value: Nodes, graph: nx.DiGraph, x: frozenset, y: frozenset) -> 
     return z
 
 
-def _descendants(dag: nx.DiGraph, nodes: Iterable[Any]) -> set:
-    return set().union(*(nx.descendants(dag, node) for node in nodes))
-
-
-def _cut(dag: nx.DiGraph, edges: Iterable[tuple[Any, Any]]) -> nx.DiGraph:
-    out = dag.copy()
-    out.remove_edges_from(list(edges))
-    return out
-
-
-def _backdoor_test(dag: nx.DiGraph, x: frozenset, y: frozenset) -> Callable[[frozenset], bool]:
-    """Pearl's back-door criterion: no descendant of X, and X ⊥ Y | Z once X's out-edges go."""
-    forbidden = _descendants(dag, x)
-    backdoor_graph = _cut(dag, dag.out_edges(x))
-    return lambda z: not z & forbidden and nx.is_d_separator(backdoor_graph, x, y, z)
-
-
-def _adjustment_test(dag: nx.DiGraph, x: frozenset, y: frozenset) -> Callable[[frozenset], bool]:
-    """The constructive adjustment criterion (van der Zander, Liśkiewicz & Textor 2019)."""
-    reach = _descendants(_cut(dag, dag.in_edges(x)), x) - x
-    ancestors = set(y) | set().union(*(nx.ancestors(_cut(dag, dag.out_edges(x)), v) for v in y))
-    causal = reach & ancestors  # nodes on proper causal paths, X excluded
-    forbidden = causal | _descendants(dag, causal)
-    proper = _cut(dag, [(a, b) for a, b in dag.out_edges(x) if b in causal])
-    return lambda z: not z & forbidden and nx.is_d_separator(proper, x, y, z)
-
-
-def _frontdoor_test(dag: nx.DiGraph, x: Any, y: Any) -> Callable[[frozenset], bool]:
-    """Pearl's front-door criterion (Causality, def. 3.3.3), the last clause set-wise."""
-    no_out_x = _cut(dag, dag.out_edges(x))
-
-    def test(m: frozenset) -> bool:
-        if nx.has_path(dag.subgraph(n for n in dag if n not in m), x, y):
-            return False  # (i) a directed path from x to y avoids m
-        if not m:
-            return True
-        if not nx.is_d_separator(no_out_x, {x}, m, set()):
-            return False  # (ii) an open back-door path from x to m
-        return nx.is_d_separator(_cut(dag, dag.out_edges(m)), m, {y}, {x})  # (iii)
-
-    return test
-
-
-def _backdoor_pool(dag: nx.DiGraph, graph: nx.DiGraph, x: frozenset, y: frozenset) -> set:
-    """Observed non-descendants of X in An(X ∪ Y): they hold every minimal back-door set."""
-    ancestors = set().union(*(nx.ancestors(dag, v) for v in x | y))
-    return (set(graph) & ancestors) - x - y - _descendants(dag, x)
-
-
-def _moral_backdoor(dag: nx.DiGraph, x: frozenset, y: frozenset) -> dict[Any, list[Any]]:
-    """The moral graph of An(X ∪ Y) without X's out-edges, as sorted adjacency lists: a set
-    Z ⊆ An(X ∪ Y) d-separates X and Y in the back-door graph iff it separates them here."""
-    keep = x | y | set().union(*(nx.ancestors(dag, v) for v in x | y))
-    moral = nx.moral_graph(_cut(dag, dag.out_edges(x)).subgraph(keep))
-    return {v: sorted(moral[v], key=str) for v in sorted(moral, key=str)}
-
-
-def _separated(adjacency: dict[Any, list[Any]], x: frozenset, y: frozenset, z: frozenset) -> bool:
-    seen, stack = set(x), list(x)
-    while stack:
-        for w in adjacency[stack.pop()]:
-            if w in y:
-                return False
-            if w not in seen and w not in z:
-                seen.add(w)
-                stack.append(w)
-    return True
-
-
-def _smallest_backdoor(
-    dag: nx.DiGraph, graph: nx.DiGraph, x: frozenset, y: frozenset
-) -> frozenset[str] | None:
-    """A smallest back-door set, or None: a minimum vertex cut of the moral back-door graph
-    through the nodes of the pool (polynomial time)."""
-    pool, adjacency = _backdoor_pool(dag, graph, x, y), _moral_backdoor(dag, x, y)
-    flow, source, sink = nx.DiGraph(), object(), object()
-    for v, neighbours in adjacency.items():
-        flow.add_edge((v, 0), (v, 1), **({"capacity": 1} if v in pool else {}))
-        flow.add_edges_from(((v, 1), (w, 0)) for w in neighbours)
-    flow.add_edges_from([(source, (v, 0)) for v in sorted(x)] + [((v, 1), sink) for v in sorted(y)])
-    try:
-        _, (reached, _) = nx.minimum_cut(flow, source, sink)
-    except nx.NetworkXUnbounded:  # a path through nodes that may not be cut
-        return None
-    return frozenset(v for v in pool if (v, 0) in reached and (v, 1) not in reached)
-
-
-def _frontdoor_pool(dag: nx.DiGraph, graph: nx.DiGraph, x: Any, y: Any) -> set:
-    """A set holding every minimal front-door set; empty when none exists.
-
-    A minimal set lies in An(y) among the nodes that pass (ii) alone. Dropping the nodes that
-    fail (iii) within the current set, until none does, never drops a node of a valid set,
-    so a set exists iff what is left meets (i).
-    """
-    no_out_x = _cut(dag, dag.out_edges(x))
-    pool = {v for v in set(graph) & nx.ancestors(dag, y) if v != x}
-    pool = {v for v in pool if nx.is_d_separator(no_out_x, {x}, {v}, set())}
-    while True:
-        cut = _cut(dag, dag.out_edges(pool))
-        bad = {m for m in pool if not nx.is_d_separator(cut, {m}, {y}, {x})}
-        if not bad:
-            return set() if nx.has_path(dag.subgraph(set(dag) - pool), x, y) else pool
-        pool -= bad
-
-
 def _check_max_size(max_size: Any) -> None:
     if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
         raise GraphError(f"max_size must be None or a non-negative integer; got {max_size!r}.")
-
-
-def _search(
-    pool: Iterable[Any], test: Callable[[frozenset], bool], minimal: bool, max_size: int | None
-) -> list[frozenset[str]]:
-    """The valid subsets, smallest first; with ``minimal`` those with no valid proper subset."""
-    pool = sorted(pool, key=str)
-    top = len(pool) if max_size is None else min(max_size, len(pool))
-    found: list[frozenset[str]] = []
-    for size in range(top + 1):
-        for combo in itertools.combinations(pool, size):
-            z = frozenset(combo)
-            if not (minimal and any(f <= z for f in found)) and test(z):
-                found.append(z)
-        if minimal and frozenset() in found:
-            break  # every other set contains it
-    return found
 
 
 def is_backdoor_set(
@@ -273,7 +125,7 @@ def is_backdoor_set(
     (True, False)
     """
     dag, x, y = _query(graph, treatment, outcome, bidirected)
-    return _backdoor_test(dag, x, y)(_covariates(adjustment, graph, x, y))
+    return backdoor_test(dag, x, y)(_covariates(adjustment, graph, x, y))
 
 
 def is_adjustment_set(
@@ -294,7 +146,7 @@ def is_adjustment_set(
     (True, False)
     """
     dag, x, y = _query(graph, treatment, outcome, bidirected)
-    return _adjustment_test(dag, x, y)(_covariates(adjustment, graph, x, y))
+    return adjustment_test(dag, x, y)(_covariates(adjustment, graph, x, y))
 
 
 def backdoor_sets(
@@ -337,14 +189,14 @@ def backdoor_sets(
     """
     dag, x, y = _query(graph, treatment, outcome, bidirected)
     _check_max_size(max_size)
-    if _smallest_backdoor(dag, graph, x, y) is None:
+    if smallest_backdoor(dag, graph, x, y) is None:
         return []
     if minimal:  # within An(X ∪ Y) the moral graph decides, and faster
-        adjacency = _moral_backdoor(dag, x, y)
-        test: Callable[[frozenset], bool] = lambda z: _separated(adjacency, x, y, z)
-        return _search(_backdoor_pool(dag, graph, x, y), test, True, max_size)
-    pool = set(graph) - x - y - _descendants(dag, x)
-    return _search(pool, _backdoor_test(dag, x, y), False, max_size)
+        adjacency = moral_backdoor(dag, x, y)
+        test: Callable[[frozenset], bool] = lambda z: separated(adjacency, x, y, z)
+        return search(backdoor_pool(dag, graph, x, y), test, True, max_size)
+    pool = set(graph) - x - y - descendants(dag, x)
+    return search(pool, backdoor_test(dag, x, y), False, max_size)
 
 
 def _single(value: Nodes, role: str, graph: nx.DiGraph) -> str:
@@ -375,7 +227,7 @@ def is_frontdoor_set(
     """
     dag, _, _ = _query(graph, treatment, outcome, bidirected)
     x, y = _single(treatment, "treatment", graph), _single(outcome, "outcome", graph)
-    return _frontdoor_test(dag, x, y)(_covariates(mediators, graph, frozenset([x]), frozenset([y])))
+    return frontdoor_test(dag, x, y)(_covariates(mediators, graph, frozenset([x]), frozenset([y])))
 
 
 def frontdoor_sets(
@@ -402,7 +254,7 @@ def frontdoor_sets(
     dag, _, _ = _query(graph, treatment, outcome, bidirected)
     x, y = _single(treatment, "treatment", graph), _single(outcome, "outcome", graph)
     _check_max_size(max_size)
-    return _search(_frontdoor_pool(dag, graph, x, y), _frontdoor_test(dag, x, y), True, max_size)
+    return search(frontdoor_pool(dag, graph, x, y), frontdoor_test(dag, x, y), True, max_size)
 
 
 def find_adjustment(
@@ -419,43 +271,44 @@ def find_adjustment(
     >>> import networkx as nx
     >>> g = nx.DiGraph([("x", "m"), ("m", "y")])
     >>> print(find_adjustment(g, "x", "y", [("x", "y")]).text())
-    Σ_{m} P(m | x) Σ_{x'} P(y | m, x') P(x')
+    Σ_{m} P(m | x) Σ_{x'} P(x') P(y | m, x')
     """
     dag, x, y = _query(graph, treatment, outcome, bidirected)
-    z = _smallest_backdoor(dag, graph, x, y)
+    z = smallest_backdoor(dag, graph, x, y)
     if z is not None:
         return AdjustmentFormula("backdoor", tuple(sorted(x)), tuple(sorted(y)), z)
     if len(x) != 1 or len(y) != 1:
         return None
     (a,), (b,) = x, y
-    pool, test = _frontdoor_pool(dag, graph, a, b), _frontdoor_test(dag, a, b)
-    for size in range(len(pool) + 1):  # the pool itself is valid unless it is empty
-        for m in itertools.combinations(sorted(pool), size):
-            if test(frozenset(m)):
-                return AdjustmentFormula("frontdoor", (a,), (b,), frozenset(m))
-    return None
+    # Empty pool: only the empty set can work. Otherwise the pool itself is valid.
+    m = smallest(frontdoor_pool(dag, graph, a, b), frontdoor_test(dag, a, b))
+    return None if m is None else AdjustmentFormula("frontdoor", (a,), (b,), m)
 
 
-def _latex_name(name: str) -> str:
-    match = re.fullmatch(r"([A-Za-z])_?(\d+)", name)
-    if match:
-        return f"{match[1]}_{{{match[2]}}}"
-    return name if len(name) == 1 else r"\mathrm{" + name.replace("_", r"\_") + "}"
+@contextmanager
+def _evidence_errors() -> Iterator[None]:
+    """Report the estimand machinery's input errors as this module's EvidenceError."""
+    try:
+        yield
+    except EstimandError as error:
+        raise EvidenceError(str(error)) from error
 
 
 @dataclass(frozen=True)
 class AdjustmentFormula:
     r"""A covariate-adjustment estimand of ``P(outcome | do(treatment))``.
 
-    ``kind="backdoor"`` is ``Σ_z P(y | x, z) P(z)`` over ``set`` (any adjustment set, not
-    only a back-door one); ``kind="frontdoor"`` is ``Σ_m P(m | x) Σ_x' P(y | m, x') P(x')``.
+    ``kind="backdoor"`` is ``Σ_z P(z) P(y | x, z)`` over ``set`` (any adjustment set, not
+    only a back-door one); ``kind="frontdoor"`` is ``Σ_m P(m | x) Σ_x' P(x') P(y | m, x')``.
+    :meth:`estimand` is the formula as an :mod:`scm_ppl.estimand` expression, which prints
+    and evaluates it (the same tree :func:`scm_ppl.identify.identify` returns).
 
     Examples
     --------
     >>> import numpy as np
     >>> f = AdjustmentFormula("backdoor", ("x",), ("y",), frozenset({"z"}))
     >>> print(f.latex())
-    \sum_{z} P(y \mid x, z) \, P(z)
+    \sum_{z} P(z) P(y \mid x, z)
     >>> joint = np.full((2, 2, 2), 1 / 8)  # axes z, x, y
     >>> f.evaluate_discrete(joint, ("z", "x", "y"), 1)
     array([0.5, 0.5])
@@ -483,25 +336,30 @@ class AdjustmentFormula:
                 f"{sorted(self.set)}."
             )
 
-    def _render(self, name: Callable[[str], str], total: str, bar: str, times: str) -> str:
-        def p(left: list[str], right: Sequence[str] = ()) -> str:
-            return f"P({', '.join(left)}{bar + ', '.join(right) if right else ''})"
+    def estimand(self) -> Expression:
+        """The formula as an estimand expression, built with the simplifying constructors
+        (so an empty front-door set gives ``Σ_x' P(x') P(y | x') = P(y)``).
 
-        x, y = [name(v) for v in self.treatment], [name(v) for v in self.outcome]
-        z = [name(v) for v in sorted(self.set)]
+        Examples
+        --------
+        >>> f = AdjustmentFormula("frontdoor", ("x",), ("y",), frozenset({"m"}))
+        >>> print(f.estimand())
+        Σ_{m} P(m | x) Σ_{x'} P(x') P(y | m, x')
+        """
+        x, y, z = frozenset(self.treatment), frozenset(self.outcome), self.set
         if self.kind == "backdoor":
-            return f"{total % ', '.join(z)}{p(y, x + z)}{times}{p(z)}" if z else p(y, x)
-        xp = [f"{v}'" for v in x]
-        inner = f"{total % ', '.join(xp)}{p(y, z + xp)}{times}{p(xp)}"
-        return f"{total % ', '.join(z)}{p(z, x)} {inner}" if z else inner
+            return Sum.of(z, Product.of([Probability(z), Probability(y, x | z)]))
+        # The inner sum binds the treatment's name: x' in print, a summed value inside.
+        inner = Sum.of(x, Product.of([Probability(x), Probability(y, z | x)]))
+        return Sum.of(z, Product.of([Probability(z, x), inner]))
 
     def text(self) -> str:
-        """The formula in plain text, e.g. ``Σ_{z} P(y | x, z) P(z)``."""
-        return self._render(str, "Σ_{%s} ", " | ", " ")
+        """The formula in plain text, e.g. ``Σ_{z} P(z) P(y | x, z)``."""
+        return self.estimand().text()
 
     def latex(self) -> str:
-        r"""The formula in LaTeX, e.g. ``\sum_{z} P(y \mid x, z) \, P(z)``."""
-        return self._render(_latex_name, r"\sum_{%s} ", r" \mid ", r" \, ")
+        r"""The formula in LaTeX, e.g. ``\sum_{z} P(z) P(y \mid x, z)``."""
+        return self.estimand().latex()
 
     def evaluate_discrete(
         self, joint: ArrayLike, names: Sequence[str], treatment_value: Any
@@ -527,21 +385,15 @@ class AdjustmentFormula:
         ------
         EvidenceError
             For a malformed table or value, or when the formula conditions on a stratum of
-            probability zero (positivity fails); the message names the stratum.
+            probability zero that it gives positive weight (positivity fails); the message
+            names the stratum. Strata of weight zero do not matter.
         """
-        table, names = np.asarray(joint, dtype=float), tuple(names)
-        if table.ndim != len(names) or len(set(names)) != len(names):
-            raise EvidenceError(
-                f"The joint table has {table.ndim} axes, so it needs as many distinct names; "
-                f"got {list(names)}."
-            )
-        if not np.all(np.isfinite(table)) or np.any(table < 0) or table.sum() <= 0:
-            raise EvidenceError("A joint table must be finite, non-negative and not all zero.")
-        self._present(names, "joint table's names")
-        values = self._values(
-            treatment_value, [table.shape[names.index(v)] for v in self.treatment]
-        )
-        return self._plugin(table / table.sum(), names, values, "the joint gives zero mass to")
+        with _evidence_errors():
+            normalised = DiscreteJoint.from_counts(joint, names)
+            table = DiscreteJoint(normalised.probs, normalised.names)  # exact, not data
+        self._present(table.names, "joint table's names")
+        sizes = [table.cardinality(v) for v in self.treatment]
+        return self._evaluate(table, self._values(treatment_value, sizes))
 
     def estimate_from_data(
         self,
@@ -565,7 +417,8 @@ class AdjustmentFormula:
         Returns
         -------
         numpy.ndarray
-            The estimate built from the empirical joint of the counts, one axis per outcome.
+            The estimate built from the empirical joint of the counts
+            (:meth:`scm_ppl.joint.DiscreteJoint.from_data`), one axis per outcome.
 
         Raises
         ------
@@ -582,27 +435,23 @@ class AdjustmentFormula:
         >>> f.estimate_from_data(data, 1)
         array([0.25, 0.75])
         """
-        names = (*self.treatment, *sorted(self.set), *self.outcome)
         self._present(tuple(rows), "data's columns")
-        cols = [np.asarray(rows[v]) for v in names]
-        for v, col in zip(names, cols, strict=True):
-            integral = np.issubdtype(col.dtype, np.integer) or col.dtype == np.bool_
-            if col.ndim != 1 or col.size != cols[0].size or col.size == 0 or not integral:
-                raise EvidenceError(
-                    f"Column {v!r} must be a non-empty 1-D integer array as long as the others; "
-                    f"got dtype {col.dtype} and shape {col.shape}."
-                )
-            if col.min() < 0:
-                raise EvidenceError(f"Column {v!r} holds negative codes; use 0, 1, 2, ...")
+        columns = {v: rows[v] for v in (*self.treatment, *sorted(self.set), *self.outcome)}
+        with _evidence_errors():
+            joint = DiscreteJoint.from_data(columns)
         values = self._values(treatment_value)
-        cards = [int(col.max()) + 1 for col in cols]
-        for i, value in enumerate(values):
-            cards[i] = max(cards[i], value + 1)
-        for i, v in enumerate(names):
-            cards[i] = max(cards[i], (cardinalities or {}).get(v, 0))
-        counts = np.bincount(np.ravel_multi_index(cols, cards), minlength=int(np.prod(cards)))
-        table = counts.reshape(cards) / cols[0].size
-        return self._plugin(table, names, values, "no row of the data falls in")
+        levels = {v: max(joint.cardinality(v), (cardinalities or {}).get(v, 0)) for v in columns}
+        for v, code in zip(self.treatment, values, strict=True):
+            levels[v] = max(levels[v], code + 1)
+        if any(levels[v] != joint.cardinality(v) for v in columns):
+            with _evidence_errors():
+                joint = DiscreteJoint.from_data(columns, levels)
+        return self._evaluate(joint, values)
+
+    def _evaluate(self, joint: DiscreteJoint, values: tuple[int, ...]) -> NDArray[np.float64]:
+        assignment = dict(zip(self.treatment, values, strict=True))
+        with _evidence_errors():
+            return self.estimand().table(joint, self.outcome, assignment, strict=True)
 
     def _present(self, names: tuple[str, ...], what: str) -> None:
         missing = [v for v in (*self.treatment, *sorted(self.set), *self.outcome) if v not in names]
@@ -625,52 +474,3 @@ class AdjustmentFormula:
             if code >= size:
                 raise EvidenceError(f"Treatment value {v}={code} is outside 0..{size - 1}.")
         return tuple(int(v) for v in values)
-
-    def _plugin(
-        self, table: NDArray, names: tuple[str, ...], values: tuple[int, ...], empty: str
-    ) -> NDArray[np.float64]:
-        x, z, y = self.treatment, tuple(sorted(self.set)), self.outcome
-        a = _marginal(table, names, (*x, *z, *y))
-        nx_, nz, ny = len(x), len(z), len(y)
-        y_axes = tuple(range(nz, nz + ny))
-        if self.kind == "backdoor":
-            ax = a[values]  # axes z..., y...
-            pxz, pz = ax.sum(axis=y_axes), a.sum(axis=tuple(range(nx_))).sum(axis=y_axes)
-            _positive(pxz, pz > 0, dict(zip(x, values, strict=True)), z, empty)
-            return np.tensordot(pz, _ratio(ax, pxz, ny), axes=nz)
-        px, pxm = a.sum(axis=tuple(range(1, a.ndim))), a.sum(axis=-1)  # axes x'; x', m...
-        _positive(px[values], np.array(True), dict(zip(x, values, strict=True)), (), empty)
-        m_given_x = pxm[values] / px[values]
-        need = (px > 0).reshape((-1,) + (1,) * nz) & (m_given_x > 0)
-        _positive(pxm, need, {}, x + z, empty)
-        inner = np.tensordot(px, _ratio(a, pxm, 1), axes=1)  # Σ_x' P(y | m, x') P(x')
-        return np.tensordot(m_given_x, inner, axes=nz)
-
-
-def _marginal(table: NDArray, names: tuple[str, ...], order: tuple[str, ...]) -> NDArray:
-    """The marginal table of ``order``, its axes in that order."""
-    kept = [names.index(v) for v in order]
-    summed = table.sum(axis=tuple(i for i in range(table.ndim) if i not in kept), keepdims=True)
-    return np.moveaxis(summed, kept, range(len(kept))).reshape([table.shape[i] for i in kept])
-
-
-def _ratio(num: NDArray, den: NDArray, trailing: int) -> NDArray:
-    den = den.reshape(den.shape + (1,) * trailing)
-    return np.divide(
-        num, den, out=np.zeros(np.broadcast_shapes(num.shape, den.shape)), where=den > 0
-    )
-
-
-def _positive(
-    mass: NDArray, needed: NDArray, fixed: dict[str, int], axes: tuple[str, ...], empty: str
-) -> None:
-    bad = np.asarray(needed & (mass <= 0))
-    if bad.any():
-        index = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        stratum = {**fixed, **dict(zip(axes, map(int, index), strict=True))}
-        where = ", ".join(f"{k}={v}" for k, v in stratum.items())
-        raise EvidenceError(
-            f"The formula conditions on the stratum {where}, but {empty} it, so the plug-in "
-            "estimate is undefined (positivity fails). Collect more data, merge categories, "
-            "or use another adjustment set."
-        )

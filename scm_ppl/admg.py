@@ -274,6 +274,10 @@ class ADMG:
         """
         g = nx.DiGraph(self.directed)
         g.graph["bidirected"] = self.bidirected_edges()
+        # Every node of an ADMG is an observed variable (latents became edges): draw it so,
+        # whatever role the site had in the program it was projected from.
+        for node in g.nodes:
+            g.nodes[node].update(observed=True, role="endogenous")
         return g
 
     def to_dag(self) -> tuple[nx.DiGraph, dict[str, tuple[str, str]]]:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 __all__ = [
     "AbductionError",
+    "DataError",
     "EstimandError",
     "EvidenceError",
+    "FitError",
     "GraphError",
     "InferenceWarning",
     "InterventionError",
     "NoiseViewError",
     "NotIdentifiableError",
+    "NotIdentifiableWarning",
     "ProgramError",
     "ScmPplError",
     "ScmPplWarning",
+    "SerializationError",
 ]
 
 
@@ -64,3 +68,22 @@ class ProgramError(ScmPplError, RuntimeError):
 
 class InferenceWarning(ScmPplWarning):
     """Approximate inference looks unreliable (divergences, high r_hat, low ESS)."""
+
+
+class DataError(ScmPplError, ValueError):
+    """Training data do not fit the program: missing or unknown sites, wrong shapes or
+    dtypes, NaN/inf, no rows, or regime tags that do not match the interventions."""
+
+
+class FitError(ScmPplError, RuntimeError):
+    """Fitting failed: the loss became NaN/inf (the fit diverged)."""
+
+
+class SerializationError(ScmPplError, ValueError):
+    """A saved fit cannot be loaded: not a fit file, another format version, or a
+    program whose parameters do not match the file's."""
+
+
+class NotIdentifiableWarning(ScmPplWarning):
+    """The query is not identified from observational data on the program's ADMG: its
+    answer rests on the program's parametric assumptions, not on the data alone."""

@@ -11,14 +11,16 @@ value inside and a fixed value outside (the front-door formula sums over ``x`` i
 term that also uses the treatment value ``x``). Evaluation respects that scoping, and the
 text and LaTeX forms prime the inner name (``x'``) wherever it would be ambiguous.
 
-Evaluation is exact on a :class:`DiscreteJoint` (a probability table with named axes):
-every sub-expression becomes a table over its free variables, so a whole distribution
-``P(y | do(x))`` comes out of one pass.
+Evaluation is exact on a :class:`~scm_ppl.joint.DiscreteJoint` (a probability table with
+named axes): every sub-expression becomes a :class:`~scm_ppl.joint.Table` over its free
+variables, so a whole distribution ``P(y | do(x))`` comes out of one pass. Where a value
+needs a stratum of probability zero (positivity fails) it is undefined: evaluation raises
+an :class:`~scm_ppl.errors.EstimandError` naming the stratum on an empirical joint (from
+counts or data) and returns NaN there on an exact one; ``strict`` chooses either way.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from collections import Counter
@@ -26,13 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from scm_ppl.errors import EstimandError
+from scm_ppl.joint import DiscreteJoint, Evaluator, Joint, Table, as_joint
 
 __all__ = [
     "ONE",
-    "DiscreteJoint",
     "EstimandError",
     "Expression",
     "Fraction",
@@ -49,162 +50,6 @@ def _names(vars: Iterable[str] | str) -> frozenset[str]:
     if bad:
         raise EstimandError(f"Variable names must be strings; got {bad!r}.")
     return names
-
-
-class DiscreteJoint:
-    """A joint probability table over named discrete variables.
-
-    Parameters
-    ----------
-    probs
-        Non-negative probabilities, one axis per variable, summing to 1 (to 1e-6).
-    names
-        The variable of each axis.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from scm_ppl.estimand import DiscreteJoint
-    >>> joint = DiscreteJoint(np.array([[0.1, 0.3], [0.2, 0.4]]), ("x", "y"))
-    >>> joint.marginal(["y"]).round(2).tolist()
-    [0.3, 0.7]
-    >>> joint.conditional(["y"], ["x"]).round(3).tolist()  # axes (y, x)
-    [[0.25, 0.333], [0.75, 0.667]]
-    """
-
-    def __init__(self, probs: ArrayLike, names: Sequence[str]) -> None:
-        array = np.array(probs, dtype=float)
-        names = tuple(names)
-        if array.ndim != len(names) or len(set(names)) != len(names):
-            raise EstimandError(
-                f"A joint needs one distinct name per axis; got {array.ndim} axes and names "
-                f"{list(names)}."
-            )
-        if not all(isinstance(n, str) for n in names):
-            raise EstimandError(f"Variable names must be strings; got {list(names)}.")
-        if not np.all(np.isfinite(array)) or np.any(array < 0):
-            raise EstimandError("Joint probabilities must be finite and non-negative.")
-        if not np.isclose(array.sum(), 1.0, atol=1e-6):
-            raise EstimandError(
-                f"Joint probabilities sum to {array.sum():.6g}, not 1; use "
-                "DiscreteJoint.from_counts for counts."
-            )
-        array.setflags(write=False)
-        self.probs, self.names = array, names
-
-    @classmethod
-    def from_counts(cls, counts: ArrayLike, names: Sequence[str]) -> DiscreteJoint:
-        """The empirical joint of a table of counts (the plug-in estimate)."""
-        array = np.asarray(counts, dtype=float)
-        total = array.sum()
-        if not total > 0:
-            raise EstimandError("The count table is empty (its counts sum to 0).")
-        return cls(array / total, names)
-
-    @classmethod
-    def from_data(
-        cls, data: Mapping[str, ArrayLike], cardinality: Mapping[str, int] | None = None
-    ) -> DiscreteJoint:
-        """The empirical joint of samples: ``{name: integer codes 0..k-1}``, equal lengths.
-
-        ``cardinality`` fixes the number of levels of a variable (default: max code + 1).
-
-        Examples
-        --------
-        >>> from scm_ppl.estimand import DiscreteJoint
-        >>> DiscreteJoint.from_data({"x": [0, 1, 1, 1]}).probs.tolist()
-        [0.25, 0.75]
-        """
-        names = tuple(data)
-        codes = [np.asarray(data[n]) for n in names]
-        if not codes or len({c.shape for c in codes}) != 1 or codes[0].ndim != 1:
-            raise EstimandError("Data must be one 1-d array per variable, all the same length.")
-        if any(not np.issubdtype(c.dtype, np.integer) or np.any(c < 0) for c in codes):
-            raise EstimandError("Data must hold non-negative integer codes 0, 1, ..., k-1.")
-        card = dict(cardinality or {})
-        shape = tuple(
-            int(card[n]) if n in card else int(c.max(initial=-1)) + 1
-            for n, c in zip(names, codes, strict=True)
-        )
-        if any(c.max(initial=-1) >= k for c, k in zip(codes, shape, strict=True)):
-            raise EstimandError(
-                f"A code exceeds its cardinality {dict(zip(names, shape, strict=True))}."
-            )
-        counts = np.bincount(np.ravel_multi_index(codes, shape), minlength=int(np.prod(shape)))
-        return cls.from_counts(counts.reshape(shape), names)
-
-    def cardinality(self, name: str) -> int:
-        """The number of values of ``name``."""
-        return self.probs.shape[self._axis(name)]
-
-    def _axis(self, name: str) -> int:
-        if name not in self.names:
-            raise EstimandError(f"The joint has no variable {name!r}; it has {list(self.names)}.")
-        return self.names.index(name)
-
-    def marginal(self, vars: Sequence[str]) -> np.ndarray:
-        """``P(vars)``, axes in the order of ``vars``."""
-        axes = [self._axis(v) for v in vars]
-        if len(set(axes)) != len(axes):
-            raise EstimandError(f"Variables {list(vars)} repeat a name.")
-        rest = tuple(i for i in range(len(self.names)) if i not in axes)
-        summed = self.probs.sum(axis=rest)
-        kept = sorted(axes)
-        return np.transpose(summed, [kept.index(a) for a in axes])
-
-    def conditional(self, vars: Sequence[str], given: Sequence[str]) -> np.ndarray:
-        """``P(vars | given)``, axes ``(*vars, *given)``; NaN where ``P(given) = 0``."""
-        joint = self.marginal([*vars, *given])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return joint / self.marginal(given)[(None,) * len(vars)]
-
-    def __repr__(self) -> str:
-        return f"DiscreteJoint(names={list(self.names)}, shape={self.probs.shape})"
-
-
-Joint = DiscreteJoint | tuple[ArrayLike, Sequence[str]]
-
-
-def _as_joint(joint: Joint) -> DiscreteJoint:
-    if isinstance(joint, DiscreteJoint):
-        return joint
-    if isinstance(joint, tuple) and len(joint) == 2:
-        return DiscreteJoint(*joint)
-    raise EstimandError(
-        f"Expected a DiscreteJoint or an (array, names) pair; got {type(joint).__name__}."
-    )
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A sub-expression's value for every assignment of its free variables."""
-
-    values: np.ndarray
-    names: tuple[str, ...]
-
-    def aligned(self, names: Sequence[str]) -> np.ndarray:
-        """The values with axes reordered to ``names``, size-1 axes for absent ones."""
-        own = [n for n in names if n in self.names]
-        array = np.transpose(self.values, [self.names.index(n) for n in own])
-        return array.reshape([array.shape[own.index(n)] if n in own else 1 for n in names])
-
-    @staticmethod
-    def combine(tables: Sequence[_Table]) -> tuple[list[np.ndarray], tuple[str, ...]]:
-        names = tuple(dict.fromkeys(n for t in tables for n in t.names))
-        return [t.aligned(names) for t in tables], names
-
-
-class _Evaluator:
-    """Evaluates expressions on one joint, caching its marginals."""
-
-    def __init__(self, joint: DiscreteJoint) -> None:
-        self.joint = joint
-        self._cache: dict[tuple[str, ...], np.ndarray] = {}
-
-    def marginal(self, names: tuple[str, ...]) -> np.ndarray:
-        if names not in self._cache:
-            self._cache[names] = self.joint.marginal(names)
-        return self._cache[names]
 
 
 class Expression:
@@ -238,26 +83,48 @@ class Expression:
     def __str__(self) -> str:
         return self.text()
 
-    def _table(self, ev: _Evaluator) -> _Table:
+    def _table(self, ev: Evaluator) -> Table:
         raise NotImplementedError
 
-    def array(self, joint: Joint, axes: Sequence[str]) -> np.ndarray:
-        """The value for every assignment of ``axes``, one array axis per name.
-
-        Every free variable must be among ``axes``; names the value does not depend on
-        are broadcast. NaN marks values that divide by a zero probability.
-        """
-        joint = _as_joint(joint)
+    def _evaluate(
+        self, joint: Joint, axes: Sequence[str], strict: bool | None
+    ) -> tuple[np.ndarray, np.ndarray | None, Evaluator, bool]:
+        """Values and origins on the grid of ``axes``, the evaluator, and the strictness."""
+        joint = as_joint(joint)
         axes = tuple(axes)
         missing = sorted(self._free - set(axes))
         if missing:
             raise EstimandError(f"No values given for the free variables {missing} of {self}.")
-        table = self._table(_Evaluator(joint))
+        ev = Evaluator(joint)
+        table = self._table(ev)
         shape = [joint.cardinality(n) for n in axes]
-        return np.broadcast_to(table.aligned(axes), shape).copy()
+        values = np.broadcast_to(table.aligned(axes), shape).copy()
+        origin = None if table.origin is None else np.broadcast_to(table.aligned(axes, True), shape)
+        return values, origin, ev, joint.empirical if strict is None else strict
 
-    def evaluate(self, joint: Joint, values: Mapping[str, int]) -> float:
-        """The value at ``values`` (an assignment of at least the free variables).
+    def array(self, joint: Joint, axes: Sequence[str], *, strict: bool | None = None) -> np.ndarray:
+        """The value for every assignment of ``axes``, one array axis per name.
+
+        Every free variable must be among ``axes``; names the value does not depend on
+        are broadcast.
+
+        A value that needs a stratum of probability zero (a conditional or a denominator
+        where positivity fails) is undefined, unless that stratum only ever gets weight
+        zero (``0 · undefined = 0``). With ``strict`` an undefined value raises an
+        :class:`~scm_ppl.errors.EstimandError` naming the stratum; without it the value
+        is NaN. By default ``strict`` is ``joint.empirical``: plug-in estimates from
+        counts or data raise, exact joints give NaN.
+        """
+        values, origin, ev, strict = self._evaluate(joint, axes, strict)
+        if strict:
+            ev.check(origin)
+        return values
+
+    def evaluate(
+        self, joint: Joint, values: Mapping[str, int], *, strict: bool | None = None
+    ) -> float:
+        """The value at ``values`` (an assignment of at least the free variables); ``strict``
+        as in :meth:`array`.
 
         Examples
         --------
@@ -268,26 +135,38 @@ class Expression:
         0.75
         """
         names = tuple(sorted(self._free))
-        full = self.array(joint, names)
-        return float(full[tuple(self._code(joint, values, n) for n in names)])
+        full, origin, ev, strict = self._evaluate(joint, names, strict)
+        index = tuple(self._code(ev.joint, values, n) for n in names)
+        if strict and origin is not None:
+            ev.check(origin[index])
+        return float(full[index])
 
     def table(
-        self, joint: Joint, outcome: Sequence[str], assignment: Mapping[str, int] | None = None
+        self,
+        joint: Joint,
+        outcome: Sequence[str],
+        assignment: Mapping[str, int] | None = None,
+        *,
+        strict: bool | None = None,
     ) -> np.ndarray:
         """The distribution over ``outcome`` (axes in that order) at ``assignment`` of the
-        other free variables, e.g. ``P(y | do(x))`` for one treatment value ``x``.
+        other free variables, e.g. ``P(y | do(x))`` for one treatment value ``x``;
+        ``strict`` as in :meth:`array` (only the cells returned must be defined).
         """
         assignment = dict(assignment or {})
         outcome = tuple([outcome] if isinstance(outcome, str) else outcome)
         fixed = tuple(n for n in sorted(self._free) if n not in outcome)
-        full = self.array(joint, (*fixed, *outcome))
-        return full[tuple(self._code(joint, assignment, n) for n in fixed)]
+        full, origin, ev, strict = self._evaluate(joint, (*fixed, *outcome), strict)
+        index = tuple(self._code(ev.joint, assignment, n) for n in fixed)
+        if strict and origin is not None:
+            ev.check(origin[index])
+        return full[index]
 
     @staticmethod
-    def _code(joint: Joint, values: Mapping[str, int], name: str) -> int:
+    def _code(joint: DiscreteJoint, values: Mapping[str, int], name: str) -> int:
         if name not in values:
             raise EstimandError(f"No value given for free variable {name!r}.")
-        code, k = values[name], _as_joint(joint).cardinality(name)
+        code, k = values[name], joint.cardinality(name)
         if not isinstance(code, int | np.integer) or not 0 <= code < k:
             raise EstimandError(f"Value {code!r} of {name!r} is not an integer in 0..{k - 1}.")
         return int(code)
@@ -316,19 +195,15 @@ class Probability(Expression):
         object.__setattr__(self, "do", do)
         object.__setattr__(self, "_free", vars | given | do if vars else frozenset())
 
-    def _table(self, ev: _Evaluator) -> _Table:
+    def _table(self, ev: Evaluator) -> Table:
         if not self.vars:
-            return _Table(np.ones(()), ())
+            return Table(np.ones(()), ())
         if self.do:
             raise EstimandError(
                 f"{self} is interventional; only observational terms can be evaluated on a "
                 "joint. Identify it first with scm_ppl.identify."
             )
-        head, given = tuple(sorted(self.vars)), tuple(sorted(self.given))
-        joint = ev.marginal((*head, *given))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = joint / ev.marginal(given)[(None,) * len(head)] if given else joint
-        return _Table(values, (*head, *given))
+        return ev.conditional(tuple(sorted(self.vars)), tuple(sorted(self.given)))
 
 
 ONE = Probability(frozenset())
@@ -372,9 +247,8 @@ class Product(Expression):
     def simplify(self) -> Expression:
         return Product.of(t.simplify() for t in self.terms)
 
-    def _table(self, ev: _Evaluator) -> _Table:
-        arrays, names = _Table.combine([t._table(ev) for t in self.terms])
-        return _Table(functools.reduce(np.multiply, arrays, np.ones(())), names)
+    def _table(self, ev: Evaluator) -> Table:
+        return ev.product([t._table(ev) for t in self.terms])
 
 
 @dataclass(frozen=True)
@@ -400,13 +274,8 @@ class Sum(Expression):
     def simplify(self) -> Expression:
         return Sum.of(self.over, self.term.simplify())
 
-    def _table(self, ev: _Evaluator) -> _Table:
-        inner = self.term._table(ev)
-        axes = tuple(i for i, n in enumerate(inner.names) if n in self.over)
-        # A summed variable the term does not depend on contributes a factor |values|.
-        scale = np.prod([ev.joint.cardinality(n) for n in self.over - set(inner.names)])
-        names = tuple(n for n in inner.names if n not in self.over)
-        return _Table(inner.values.sum(axis=axes) * scale, names)
+    def _table(self, ev: Evaluator) -> Table:
+        return ev.sum(self.term._table(ev), self.over)
 
 
 @dataclass(frozen=True)
@@ -433,10 +302,9 @@ class Fraction(Expression):
     def simplify(self) -> Expression:
         return Fraction.of(self.numerator.simplify(), self.denominator.simplify())
 
-    def _table(self, ev: _Evaluator) -> _Table:
-        (num, den), names = _Table.combine([self.numerator._table(ev), self.denominator._table(ev)])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return _Table(num / den, names)
+    def _table(self, ev: Evaluator) -> Table:
+        num, den = self.numerator._table(ev), self.denominator._table(ev)
+        return ev.ratio(num, den, self.denominator.text)
 
 
 def _is_one(e: Expression) -> bool:

@@ -7,6 +7,11 @@ Conditional Interventional Distributions", UAI 2006) for ``P(y | do(x), z)``. Th
 is a symbolic estimand (:mod:`scm_ppl.estimand`) that evaluates exactly on a discrete
 joint, or a *hedge*: two C-forests that witness that no formula exists (the algorithm is
 complete, so a hedge is a proof of non-identifiability, not a failure to find one).
+
+The fast special cases come first: for an unconditional query,
+:func:`scm_ppl.adjustment.find_adjustment` looks for a back-door set (any treatment and
+outcome sets), then a front-door set (one treatment, one outcome). When one applies, the
+result reports it in ``adjustment`` and its formula is the estimand; ID runs otherwise.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from scm_ppl.adjustment import AdjustmentFormula, find_adjustment
 from scm_ppl.admg import ADMG, admg
 from scm_ppl.errors import GraphError, NotIdentifiableError
-from scm_ppl.estimand import Expression, Fraction, Joint, Probability, Product, Sum
+from scm_ppl.estimand import Expression, Fraction, Probability, Product, Sum
+from scm_ppl.joint import Joint
 
 __all__ = ["Hedge", "IdentificationResult", "NotIdentifiableError", "identify"]
 
@@ -65,6 +72,10 @@ class IdentificationResult:
         The formula in observational probabilities; ``None`` when not identifiable.
     hedge
         The witness of non-identifiability; ``None`` when identifiable.
+    adjustment
+        The back-door or front-door formula when one applies (unconditional queries
+        only); then ``estimand`` is its :meth:`~scm_ppl.adjustment.AdjustmentFormula.estimand`.
+        ``None`` when no adjustment formula applies and ID found the estimand (or a hedge).
     """
 
     query: str
@@ -75,26 +86,34 @@ class IdentificationResult:
     identifiable: bool
     estimand: Expression | None
     hedge: Hedge | None
+    adjustment: AdjustmentFormula | None = None
 
-    def evaluate(self, joint: Joint) -> np.ndarray:
+    def evaluate(self, joint: Joint, *, strict: bool | None = None) -> np.ndarray:
         """The queried distribution computed exactly from an observational joint.
 
         Parameters
         ----------
         joint
-            A :class:`~scm_ppl.estimand.DiscreteJoint` or an ``(array, names)`` pair over
+            A :class:`~scm_ppl.joint.DiscreteJoint` or an ``(array, names)`` pair over
             (at least) the variables of the estimand.
+        strict
+            Whether a value that needs a stratum of probability zero raises; by default
+            when ``joint`` is empirical (from counts or data). See
+            :meth:`scm_ppl.estimand.Expression.array`.
 
         Returns
         -------
         numpy.ndarray
             Axes ``(*treatment, *given, *outcome)``: ``table[x][y]`` is ``P(y | do(x))``.
-            NaN where the formula divides by a zero probability (positivity fails there).
+            Without ``strict``, NaN where the formula needs a zero-probability stratum
+            (positivity fails there).
 
         Raises
         ------
         NotIdentifiableError
             If the query is not identifiable.
+        EstimandError
+            With ``strict``, where positivity fails; the message names the stratum.
         """
         if self.estimand is None:
             raise NotIdentifiableError(
@@ -102,7 +121,8 @@ class IdentificationResult:
                 f"({self.hedge}); no joint distribution determines it. Add assumptions "
                 "(a parametric model, more observed variables) or use experimental data."
             )
-        return self.estimand.array(joint, (*self.treatment, *self.given, *self.outcome))
+        axes = (*self.treatment, *self.given, *self.outcome)
+        return self.estimand.array(joint, axes, strict=strict)
 
     def __str__(self) -> str:
         if self.estimand is None:
@@ -305,7 +325,8 @@ def identify(
     Returns
     -------
     IdentificationResult
-        ``identifiable``, the ``estimand`` or the ``hedge``, and ``evaluate(joint)``.
+        ``identifiable``, the ``estimand`` or the ``hedge``, the ``adjustment`` formula
+        when a back-door or front-door set applies, and ``evaluate(joint)``.
 
     Raises
     ------
@@ -319,8 +340,11 @@ def identify(
     >>> from scm_ppl.identify import identify
     >>> front_door = nx.DiGraph([("x", "m"), ("m", "y")])
     >>> front_door.graph["bidirected"] = [("x", "y")]
-    >>> print(identify(front_door, "x", "y").estimand)
+    >>> result = identify(front_door, "x", "y")
+    >>> print(result.estimand)
     Σ_{m} P(m | x) Σ_{x'} P(x') P(y | m, x')
+    >>> result.adjustment.kind, sorted(result.adjustment.set)
+    ('frontdoor', ['m'])
     >>> bow = nx.DiGraph([("x", "y")])
     >>> bow.graph["bidirected"] = [("x", "y")]
     >>> result = identify(bow, "x", "y")
@@ -354,6 +378,10 @@ def identify(
         )
 
     query = Probability(frozenset(y), given=frozenset(z), do=frozenset(x)).text()
+    if not z:
+        formula = find_adjustment(g.directed, x, y, g.bidirected_edges())
+        if formula is not None:
+            return IdentificationResult(query, x, y, z, g, True, formula.estimand(), None, formula)
     solver = _ID(g)
     try:
         estimand = solver.idc(frozenset(y), frozenset(x), frozenset(z))

@@ -26,6 +26,9 @@ from scm_ppl.adjustment import (
     is_frontdoor_set,
 )
 from scm_ppl.errors import EvidenceError, GraphError
+from scm_ppl.estimand import Probability, Product, Sum
+from scm_ppl.identify import identify
+from scm_ppl.joint import DiscreteJoint
 
 # Pearl, *Causality* (2nd ed.), fig. 3.4 (the graph of fig. 3.1): X1..X6, Xi, Xj there,
 # z1..z6, x, y here. The text: {X3, X4} and {X4, X5} meet the back-door criterion, {X4}
@@ -172,9 +175,9 @@ def test_pearl_fig_3_4_minimal_backdoor_sets() -> None:
     formula = find_adjustment(FIG_3_4, "x", "y")
     assert formula is not None and formula.kind == "backdoor" and formula.set in found
     text = AdjustmentFormula("backdoor", ("x",), ("y",), frozenset({"z1", "z4"})).text()
-    assert text == "Σ_{z1, z4} P(y | x, z1, z4) P(z1, z4)"
+    assert text == "Σ_{z1, z4} P(z1, z4) P(y | x, z1, z4)"
     latex = AdjustmentFormula("backdoor", ("x",), ("y",), frozenset({"z1", "z4"})).latex()
-    assert latex == r"\sum_{z_{1}, z_{4}} P(y \mid x, z_{1}, z_{4}) \, P(z_{1}, z_{4})"
+    assert latex == r"\sum_{z_{1}, z_{4}} P(z_{1}, z_{4}) P(y \mid x, z_{1}, z_{4})"
 
 
 def test_pearl_fig_3_5_front_door() -> None:
@@ -186,11 +189,11 @@ def test_pearl_fig_3_5_front_door() -> None:
     formula = find_adjustment(*args)
     assert formula is not None and formula.kind == "frontdoor"
     assert formula.text() == (
-        "Σ_{tar} P(tar | smoking) Σ_{smoking'} P(cancer | tar, smoking') P(smoking')"
+        "Σ_{tar} P(tar | smoking) Σ_{smoking'} P(smoking') P(cancer | smoking', tar)"
     )
     assert formula.latex() == (
         r"\sum_{\mathrm{tar}} P(\mathrm{tar} \mid \mathrm{smoking}) \sum_{\mathrm{smoking}'} "
-        r"P(\mathrm{cancer} \mid \mathrm{tar}, \mathrm{smoking}') \, P(\mathrm{smoking}')"
+        r"P(\mathrm{smoking}') P(\mathrm{cancer} \mid \mathrm{smoking}', \mathrm{tar})"
     )
     # Tar confounded with cancer: the front door closes.
     confounded = [*FIG_3_5_BIDIRECTED, ("tar", "cancer")]
@@ -410,7 +413,7 @@ def test_multiple_outcomes_and_treatment_values_as_mapping() -> None:
     g = nx.DiGraph([("c", "x1"), ("c", "y1"), ("x1", "y1"), ("x2", "y2"), ("x1", "x2")])
     formula = find_adjustment(g, ["x1", "x2"], ["y1", "y2"])
     assert formula is not None and formula.set == frozenset({"c"})
-    assert formula.text() == "Σ_{c} P(y1, y2 | x1, x2, c) P(c)"
+    assert formula.text() == "Σ_{c} P(c) P(y1, y2 | c, x1, x2)"
     scm = RandomSCM(g, (), seed=5)
     got = formula.evaluate_discrete(scm.joint(), tuple(scm.observed), {"x1": 1, "x2": 0})
     np.testing.assert_allclose(got, scm.truth({"x1": 1, "x2": 0}, ["y1", "y2"]), atol=1e-12)
@@ -419,10 +422,54 @@ def test_multiple_outcomes_and_treatment_values_as_mapping() -> None:
 
 def test_empty_frontdoor_set_and_empty_backdoor_text() -> None:
     f = AdjustmentFormula("frontdoor", ("x",), ("y",), frozenset())
-    assert f.text() == "Σ_{x'} P(y | x') P(x')"
+    assert f.text() == "P(y)"  # Σ_x' P(x') P(y | x'), simplified
     assert AdjustmentFormula("backdoor", ("x",), ("y",), frozenset()).latex() == r"P(y \mid x)"
     g = nx.DiGraph([("y", "w"), ("x", "w")])
     assert frontdoor_sets(g, "x", "y", [("x", "y")]) == [frozenset()]
+
+
+def test_estimand_is_the_formula_identify_prints_and_evaluates() -> None:
+    # Pearl, Causality, fig. 3.5: the front-door formula is ID's answer too, term for term.
+    graph = FIG_3_5.copy()
+    graph.graph["bidirected"] = FIG_3_5_BIDIRECTED
+    result = identify(graph, "smoking", "cancer")
+    formula = find_adjustment(FIG_3_5, "smoking", "cancer", FIG_3_5_BIDIRECTED)
+    assert formula is not None and result.adjustment == formula
+    assert formula.estimand() == result.estimand
+    assert formula.estimand().text() == result.estimand.text() == formula.text()
+    assert formula.latex() == result.estimand.latex()
+    expected = "Σ_{tar} P(tar | smoking) Σ_{smoking'} P(smoking') P(cancer | smoking', tar)"
+    assert formula.text() == expected
+    assert formula.estimand().free_variables() == {"smoking", "cancer"}
+    # Evaluation agrees: evaluate_discrete, the estimand's own table, and identify.
+    scm = RandomSCM(FIG_3_5, FIG_3_5_BIDIRECTED, seed=8)
+    table, names = scm.joint(), tuple(scm.observed)
+    joint = DiscreteJoint(table, names)
+    identified = result.evaluate(joint)  # axes smoking, cancer
+    for value in (0, 1):
+        got = formula.evaluate_discrete(table, names, value)
+        np.testing.assert_allclose(got, identified[value], atol=1e-12)
+        np.testing.assert_allclose(
+            formula.estimand().table(joint, ["cancer"], {"smoking": value}), got, atol=1e-12
+        )
+        truth = scm.truth({"smoking": value}, ["cancer"])
+        np.testing.assert_allclose(got, truth, atol=1e-9)
+    # And from data: the plug-in estimate is the estimand on the empirical joint.
+    draws = np.random.default_rng(2).choice(table.size, size=5000, p=table.ravel())
+    rows = dict(zip(names, np.unravel_index(draws, table.shape), strict=True))
+    empirical = DiscreteJoint.from_data(rows)
+    np.testing.assert_allclose(
+        formula.estimate_from_data(rows, 1), result.evaluate(empirical)[1], atol=1e-12
+    )
+
+
+def test_backdoor_estimand() -> None:
+    f = AdjustmentFormula("backdoor", ("x",), ("y",), frozenset({"z"}))
+    z, xz, y = frozenset("z"), frozenset("xz"), frozenset("y")
+    assert f.estimand() == Sum(z, Product((Probability(z), Probability(y, xz))))
+    assert AdjustmentFormula("backdoor", "x", "y", ()).estimand() == Probability(  # type: ignore[arg-type]
+        y, frozenset("x")
+    )
 
 
 def test_docstring_examples() -> None:
@@ -507,3 +554,12 @@ def test_evidence_errors(call, match: str) -> None:
 
 def test_errors_are_value_errors() -> None:
     assert issubclass(GraphError, ValueError) and issubclass(EvidenceError, ValueError)
+
+
+def test_pairs_carried_by_the_graph_count():
+    # ADMG.to_digraph() and plot-ready graphs carry their bidirected pairs in graph["bidirected"]
+    from scm_ppl import ADMG
+
+    bow = ADMG(nx.DiGraph([("x", "y")]), [("x", "y")])
+    assert backdoor_sets(bow.to_digraph(), "x", "y") == []
+    assert all(bow.to_digraph().nodes[n]["observed"] for n in ("x", "y"))

@@ -84,6 +84,7 @@ def test_downstream_latent_sites_are_drawn_from_their_prior_exactly():
 # --- inference path ----------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_nuts_counterfactual_posterior_matches_closed_form():
     x, x_prime = 0.7, -0.4
     cf = counterfactual(
@@ -103,6 +104,7 @@ def test_nuts_counterfactual_posterior_matches_closed_form():
     assert abs(y_cf.var() / float(truth.var) - 1) < 0.10
 
 
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_nuts_with_plate_size_in_model_kwargs():
     # plate sizes are Python ints: NUTS must not trace them
     x = np.array([0.5, -1.0, 2.0])
@@ -116,6 +118,7 @@ def test_nuts_with_plate_size_in_model_kwargs():
     )
 
 
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_nuts_counterfactual_is_exact_where_the_latent_cancels():
     # Y_{x'} | X, Y = y + beta (x' - x) with zero variance, though U stays uncertain.
     x, y, x_prime = 0.3, -0.2, 1.1
@@ -130,6 +133,7 @@ def test_nuts_counterfactual_is_exact_where_the_latent_cancels():
     assert u.std() > 0.1
 
 
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_design_example_counterfactual_and_svi_agree_with_closed_form():
     def model(n=1):
         with numpyro.plate("unit", n):
@@ -197,6 +201,7 @@ def test_composition_intervening_on_a_site_at_its_counterfactual_value(seed):
         )
 
 
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_same_key_same_answer_and_no_recompilation():
     def query(key, shift):
         return counterfactual(
@@ -398,6 +403,7 @@ def test_evidence_on_a_deterministic_site_must_agree_with_its_mechanism():
         counterfactual(model, {"z": 1.0, "y": 3.0}, {"z": 0.0}, rng_key=KEY)
 
 
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_unreliable_nuts_is_warned_about():
     from scm_ppl import InferenceWarning
 
@@ -421,3 +427,24 @@ def test_a_program_that_raises_is_reported_with_its_name():
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match=r"num_samples must be a positive integer; got 0"):
         interventional(linear_chain.model, {"x1": 1.0}, rng_key=KEY, num_samples=0)
+
+
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.InferenceWarning")
+def test_not_identified_queries_warn_or_raise_under_strict():
+    from scm_ppl import NotIdentifiableError, NotIdentifiableWarning
+
+    # U is a latent confounder of X and Y: P(Y | do(X)) is the bow arc, not identified.
+    with pytest.warns(NotIdentifiableWarning, match=r"P\(Y \| do\(X\)\) is not identified"):
+        result = counterfactual(
+            latent_confounder.model, {"X": 0.1, "Y": 0.2}, {"X": 0.0}, rng_key=KEY, num_samples=200
+        )
+    assert result.attrs["identified"] is False
+    with pytest.raises(NotIdentifiableError, match=r"latent \['U'\]"):
+        interventional(
+            latent_confounder.model, {"X": 0.0}, evidence={"Y": 0.2}, rng_key=KEY, strict=True
+        )
+    # observing the confounder identifies it; so does asking without evidence
+    fine = interventional(
+        latent_confounder.model, {"X": 0.0}, evidence={"U": 0.2}, rng_key=KEY, num_samples=5
+    )
+    assert fine.attrs["identification"]["do"]["identified"] is True

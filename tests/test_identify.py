@@ -1,4 +1,4 @@
-"""Tests for scm_ppl.identify (ID, IDC) and scm_ppl.estimand (formulas, exact evaluation).
+"""Tests for scm_ppl.identify: ID, IDC, and the adjustment formulas it reports first.
 
 Every check is exact: estimands are evaluated on joint tables computed by enumeration, and
 compared with interventional distributions computed by enumerating the mutilated SCM.
@@ -19,18 +19,17 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
+from scm_ppl.adjustment import AdjustmentFormula
 from scm_ppl.admg import ADMG
-from scm_ppl.errors import GraphError
-from scm_ppl.estimand import (
-    ONE,
-    DiscreteJoint,
-    EstimandError,
-    Fraction,
-    Probability,
-    Product,
-    Sum,
-)
+from scm_ppl.errors import EstimandError, GraphError
+from scm_ppl.estimand import Fraction, Probability, Product, Sum
 from scm_ppl.identify import Hedge, IdentificationResult, NotIdentifiableError, identify
+from scm_ppl.joint import DiscreteJoint
+
+
+def P(vars: Iterable[str], given: Iterable[str] = "") -> Probability:
+    """A shorthand: P("yx", "m") is P(x, y | m) (a string is a set of one-letter names)."""
+    return Probability(frozenset(vars), frozenset(given))
 
 
 def mixed(directed: Sequence[tuple[str, str]], bidirected: Sequence[tuple[str, str]] = ()) -> ADMG:
@@ -356,7 +355,7 @@ def test_random_admgs_id_and_idc() -> None:
     Shpitser & Pearl (2006; for IDC their UAI 2006 paper), not re-proved here.
     """
     rng = np.random.default_rng(2024)
-    counts = {"identified": 0, "hedge": 0, "conditional": 0}
+    counts = {"identified": 0, "hedge": 0, "conditional": 0, "backdoor": 0, "frontdoor": 0}
     start = time.perf_counter()
     for trial in range(400):
         n = int(rng.integers(3, 8))
@@ -367,15 +366,20 @@ def test_random_admgs_id_and_idc() -> None:
         nz = int(rng.integers(1, min(2, n - nx_ - ny) + 1)) if trial % 2 and n - nx_ - ny else 0
         x, y, z = nodes[:nx_], nodes[nx_ : nx_ + ny], nodes[nx_ + ny : nx_ + ny + nz]
         if identify(g, x, y, given=z).identifiable:
-            check_identified(g, x, y, z, seed=trial)
+            result = check_identified(g, x, y, z, seed=trial)
             counts["identified"] += 1
             counts["conditional"] += bool(z)
+            if result.adjustment is not None:  # the fast path, checked exactly all the same
+                assert not z and result.estimand == result.adjustment.estimand()
+                counts[result.adjustment.kind] += 1
         else:
             check_not_identified(g, x, y, z)
             counts["hedge"] += 1
     elapsed = time.perf_counter() - start
-    # Both answers occur often enough for the checks to mean something.
+    # Both answers, and both paths to an estimand, occur often enough for the checks to
+    # mean something (ID: every conditional query, and unconditional ones without a set).
     assert counts["identified"] > 150 and counts["hedge"] > 50 and counts["conditional"] > 50
+    assert counts["backdoor"] > 50 and counts["frontdoor"] > 10, counts
     assert elapsed < 20.0, f"random suite took {elapsed:.1f} s"
 
 
@@ -485,140 +489,48 @@ def test_bad_sources() -> None:
         identify([("x", "y")], "x", "y")  # type: ignore[arg-type]
 
 
-# -- estimands -----------------------------------------------------------------------------------
-def P(vars: Iterable[str], given: Iterable[str] = "") -> Probability:
-    """A shorthand: P("yx", "m") is P(x, y | m) (a string is a set of one-letter names)."""
-    return Probability(frozenset(vars), frozenset(given))
-
-
-def test_simplification_of_trivial_cases() -> None:
-    assert Sum.of([], P("y")) == P("y")
-    assert Product.of([P("y")]) == P("y")
-    assert Product.of([]) == ONE and str(P("", "x")) == "1"
-    assert Product.of([P("", "x"), P("y")]) == P("y")
-    assert Product.of([ONE, P("y"), Product((P("x"), ONE))]) == Product((P("y"), P("x")))
-    assert str(ONE) == "1" and ONE.free_variables() == frozenset()
-    assert Sum.of("x", P("xy", "z")) == P("y", "z")
-    assert Sum.of(set("xy"), P("xy")) == ONE
-    assert Fraction.of(P("xy", "z"), P("y", "z")) == P("x", "yz")
-    assert Fraction.of(P("x"), ONE) == P("x") and Fraction.of(P("x"), P("x")) == ONE
-    # A chain rule: the last factors sum out, the common factors cancel.
-    chain = Product.of([P("a"), P("b", "a"), P("c", "ab")])
-    assert Sum.of("c", chain) == Product.of([P("a"), P("b", "a")])
-    assert Fraction.of(Sum.of("c", chain), P("a")) == P("b", "a")
-    assert Sum.of(set("abc"), chain) == ONE
-    # Factors free of the summed variable leave the sum; sums over disjoint sets merge.
-    assert str(Sum.of("m", Product.of([P("x"), P("y", "m"), P("m", "x")]))) == (
-        "P(x) Σ_{m} P(y | m) P(m | x)"
+# -- the adjustment fast path --------------------------------------------------------------------
+def test_identify_reports_adjustment_formulas() -> None:
+    front = identify(FRONT_DOOR, "x", "y")
+    assert front.adjustment == AdjustmentFormula("frontdoor", ("x",), ("y",), frozenset({"m"}))
+    assert front.estimand == front.adjustment.estimand()
+    assert front.adjustment.text() == str(front.estimand)
+    back = identify(mixed([("z", "x"), ("z", "y"), ("x", "y")], [("z", "x")]), "x", "y")
+    assert back.adjustment is not None and back.adjustment.kind == "backdoor"
+    assert back.adjustment.set == {"z"}
+    # Not identifiable, or identifiable by ID alone, or a conditional query: no adjustment.
+    assert identify(BOW, "x", "y").adjustment is None
+    assert identify(NAPKIN, "x", "y").adjustment is None
+    assert identify(FRONT_DOOR, "x", "y", given="m").adjustment is None
+    # Sets of treatments and outcomes take the back-door criterion.
+    joint = identify(
+        mixed([("c", "x1"), ("c", "y1"), ("x1", "y1"), ("x2", "y2")]), ["x1", "x2"], ["y1", "y2"]
     )
-    assert Sum.of("a", Sum(frozenset("b"), P("c", "ab"))) == Sum(frozenset("ab"), P("c", "ab"))
-    raw = Sum(frozenset("x"), Product((P("x"), P("y", "x"), ONE)))
-    assert raw.simplify() == P("y")  # Σ_x P(x) P(y | x) = Σ_x P(x, y) = P(y)
-    assert Sum.of("x", Product.of([P("x", "z"), P("y", "xz")])) == P("y", "z")
-    # ... but not when the merge would be wrong (P(y | x, z) P(x) is not P(x, y | z)).
-    assert isinstance(Sum.of("x", Product.of([P("x"), P("y", "xz")])), Sum)
+    assert joint.adjustment is not None and joint.adjustment.set == {"c"}
 
 
-def test_text_latex_and_primes() -> None:
-    inner = Sum.of("x", Product.of([P("x"), P("y", "mx")]))
-    e = Sum.of("m", Product.of([inner, P("m", "x")]))
-    assert e.free_variables() == {"x", "y"}
-    assert e.text() == str(e) == "Σ_{m} P(m | x) Σ_{x'} P(x) P(y | m, x')".replace("P(x)", "P(x')")
-    assert e.latex().startswith(r"\sum_{m} P(m \mid x)")
-    # Only names already visible are primed; a name bound twice over gets two primes.
-    nested = Sum.of(
-        "x", Product.of([P("x", "y"), Sum.of("y", Product.of([P("y", "z"), P("y", "x")]))])
-    )
-    assert nested.text() == "Σ_{x} P(x | y) Σ_{y'} P(y' | z) P(y' | x)"
-    assert nested.free_variables() == {"y", "z"}
-    inner = Sum(frozenset("x"), Product((P("x"), P("w", "x"))))
-    twice = Product((P("x"), Sum(frozenset("x"), Product((P("x", "w"), inner)))))
-    assert twice.text() == "P(x) Σ_{x'} P(x' | w) Σ_{x''} P(x'') P(w | x'')"
-    # Brackets group all but the last sum of a product, and fractions.
-    two = Product((Sum(frozenset("a"), P("ab", "d")), Sum(frozenset("c"), P("cb", "d"))))
-    assert two.text() == "[Σ_{a} P(a, b | d)] Σ_{c} P(b, c | d)"
-    frac = Product((P("w"), Fraction(Sum(frozenset("a"), P("ab")), P("b"))))
-    assert frac.text() == "P(w) [(Σ_{a} P(a, b)) / P(b)]"
-    assert frac.latex() == r"P(w) \left[\frac{\sum_{a} P(a, b)}{P(b)}\right]"
-    named = Probability(frozenset({"x_1", "y2", "my_var"}), frozenset({"z"}), frozenset({"t"}))
-    assert named.text() == "P(my_var, x_1, y2 | do(t), z)"
-    assert named.latex() == r"P(\mathrm{my\_var}, x_{1}, y_{2} \mid \mathrm{do}(t), z)"
-
-
-def test_evaluation_respects_scoping() -> None:
-    # Σ_x P(x) P(y | x) at a *free* x elsewhere: the inner x is the summed one.
-    p = np.random.default_rng(1).dirichlet(np.ones(4)).reshape(2, 2)  # axes x, y
-    joint = DiscreteJoint(p, ("x", "y"))
-    e = Product.of([P("x"), Sum.of("x", Product.of([P("x"), P("y", "x")]))])
-    assert e.free_variables() == {"x", "y"}
-    for xv, yv in itertools.product([0, 1], [0, 1]):
-        assert e.evaluate(joint, {"x": xv, "y": yv, "unused": 5}) == pytest.approx(
-            p[xv].sum() * p[:, yv].sum()
-        )
-    # Summing a variable the term does not depend on multiplies by its number of values.
-    assert Sum(frozenset("x"), P("y")).evaluate(joint, {"y": 0}) == pytest.approx(2 * p[:, 0].sum())
-    np.testing.assert_allclose(e.table(joint, ["y"], {"x": 1}), p[1].sum() * p.sum(0))
-    np.testing.assert_allclose(
-        P("y", "x").array((p, ("x", "y")), ["y", "x"]), (p / p.sum(1, keepdims=True)).T
-    )
-    # Axes the value does not depend on are broadcast.
-    np.testing.assert_allclose(P("y").array(joint, ["x", "y"]), np.tile(p.sum(0), (2, 1)))
-
-
-def test_discrete_joint() -> None:
-    joint = DiscreteJoint.from_counts([[1, 3], [2, 4]], ("x", "y"))
-    np.testing.assert_allclose(joint.marginal(["y", "x"]), [[0.1, 0.2], [0.3, 0.4]])
-    data = DiscreteJoint.from_data(
-        {"x": np.array([0, 0, 1, 1]), "y": np.array([0, 1, 1, 1])}, {"y": 3}
-    )
-    np.testing.assert_allclose(data.probs, [[0.25, 0.25, 0], [0, 0.5, 0]])
-    assert data.cardinality("y") == 3 and "DiscreteJoint(names=['x', 'y']" in repr(data)
-    with pytest.raises(ValueError, match="read-only"):
-        joint.probs[0, 0] = 1.0
-    with np.errstate(all="raise"):  # NaN, not a warning, where P(given) = 0
-        cond = data.conditional(["x"], ["y"])
-    assert np.isnan(cond[:, 2]).all()
-
-
-@pytest.mark.parametrize(
-    ("build", "match"),
-    [
-        (lambda: DiscreteJoint(np.ones((2, 2)) / 4, ("x",)), "one distinct name per axis"),
-        (lambda: DiscreteJoint(np.ones((2, 2)) / 4, ("x", "x")), "one distinct name per axis"),
-        (lambda: DiscreteJoint(np.ones(2) / 2, (1,)), "must be strings"),  # type: ignore[arg-type]
-        (lambda: DiscreteJoint([0.5, 0.6], ("x",)), "sum to 1.1, not 1"),
-        (lambda: DiscreteJoint([1.5, -0.5], ("x",)), "finite and non-negative"),
-        (lambda: DiscreteJoint.from_counts([0, 0], ("x",)), "counts sum to 0"),
-        (lambda: DiscreteJoint.from_data({"x": [0, 1], "y": [0]}), "all the same length"),
-        (lambda: DiscreteJoint.from_data({"x": [0.5, 1.0]}), "integer codes"),
-        (lambda: DiscreteJoint.from_data({"x": [0, 2]}, {"x": 2}), "exceeds its cardinality"),
-        (lambda: DiscreteJoint([1.0], ("x",)).marginal(["q"]), r"no variable 'q'; it has \['x'\]"),
-        (lambda: DiscreteJoint([1.0], ("x",)).marginal(["x", "x"]), "repeat a name"),
-        (lambda: Probability(frozenset("x"), frozenset("x")), "repeats a variable"),
-        (lambda: Probability(frozenset({1})), "must be strings"),  # type: ignore[arg-type]
-    ],
-)
-def test_joint_and_estimand_errors(build: Callable[[], object], match: str) -> None:
-    with pytest.raises(EstimandError, match=match):
-        build()
-
-
-def test_evaluation_errors() -> None:
-    joint = DiscreteJoint(np.full((2, 2), 0.25), ("x", "y"))
-    with pytest.raises(EstimandError, match=r"No value given for free variable 'y'"):
-        P("y", "x").evaluate(joint, {"x": 0})
-    with pytest.raises(EstimandError, match=r"Value 2 of 'x' is not an integer in 0..1"):
-        P("y", "x").evaluate(joint, {"x": 2, "y": 0})
-    with pytest.raises(EstimandError, match=r"free variables \['x'\]"):
-        P("y", "x").array(joint, ["y"])
-    with pytest.raises(EstimandError, match="no variable 'z'"):
-        P("z").evaluate(joint, {"z": 0})
-    with pytest.raises(EstimandError, match="is interventional"):
-        Probability(frozenset("y"), do=frozenset("x")).evaluate(joint, {"x": 0, "y": 0})
-    with pytest.raises(EstimandError, match="Expected a DiscreteJoint or an"):
-        P("y").evaluate(np.ones(2), {"y": 0})  # type: ignore[arg-type]
+def test_evaluating_on_data_with_an_empty_stratum_names_it() -> None:
+    # Front door from data in which no unit has x=1, m=0: P(y | m=0, x'=1) is needed.
+    rows = {
+        "x": np.array([0, 0, 1, 1, 0]),
+        "m": np.array([0, 1, 1, 1, 1]),
+        "y": np.array([0, 1, 1, 0, 1]),
+    }
+    result = identify(FRONT_DOOR, "x", "y")
+    data = DiscreteJoint.from_data(rows)
+    with pytest.raises(EstimandError, match=r"stratum m=0, x=1, but no row of the data falls in"):
+        result.evaluate(data)
+    # strict=False: NaN at x=0 only; at x=1 the stratum has weight P(m=0 | x=1) = 0.
+    # There P(y=1 | do(x=1)) = Σ_x' P(x') P(y=1 | m=1, x') = 3/5 · 1 + 2/5 · 1/2.
+    loose = result.evaluate(data, strict=False)
+    assert np.isnan(loose[0]).all()
+    np.testing.assert_allclose(loose[1], [0.2, 0.8])
+    # The same estimand on the exact joint of those rows: NaN (documented), or raise if strict.
+    exact = DiscreteJoint(data.probs, data.names)
+    np.testing.assert_array_equal(result.evaluate(exact), loose)
+    with pytest.raises(EstimandError, match=r"stratum m=0, x=1, but the joint gives zero mass"):
+        result.evaluate(exact, strict=True)
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(importlib.import_module("scm_ppl.estimand")).failed == 0
     assert doctest.testmod(importlib.import_module("scm_ppl.identify")).failed == 0
