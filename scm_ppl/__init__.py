@@ -22,8 +22,10 @@ from scm_ppl.counterfactual import counterfactual, interventional
 from scm_ppl.engine import trace_count
 from scm_ppl.errors import (
     AbductionError,
+    DataError,
     EstimandError,
     EvidenceError,
+    FitError,
     GraphError,
     InferenceWarning,
     InterventionError,
@@ -33,11 +35,21 @@ from scm_ppl.errors import (
     ProgramError,
     ScmPplError,
     ScmPplWarning,
+    SerializationError,
 )
+from scm_ppl.fit import FitHistory, FittedSCM, fit
 from scm_ppl.graph import graph
 from scm_ppl.handlers import do, replay_noise
 from scm_ppl.identify import Hedge, IdentificationResult, identify
 from scm_ppl.joint import DiscreteJoint
+from scm_ppl.mechanisms import (
+    FlowDistribution,
+    additive_noise,
+    bernoulli,
+    categorical,
+    flow,
+    location_scale,
+)
 from scm_ppl.noise import NoiseView, noise_view, register_noise_view
 from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.results import CausalResult
@@ -48,10 +60,15 @@ __all__ = [
     "AbductionError",
     "AdjustmentFormula",
     "CausalResult",
+    "DataError",
     "DiscreteJoint",
     "EstimandError",
     "Estimate",
     "EvidenceError",
+    "FitError",
+    "FitHistory",
+    "FittedSCM",
+    "FlowDistribution",
     "GraphError",
     "Hedge",
     "IdentificationResult",
@@ -64,13 +81,19 @@ __all__ = [
     "ProgramError",
     "ScmPplError",
     "ScmPplWarning",
+    "SerializationError",
+    "additive_noise",
     "admg",
     "ate",
     "backdoor_sets",
+    "bernoulli",
+    "categorical",
     "counterfactual",
     "do",
     "ett",
     "find_adjustment",
+    "fit",
+    "flow",
     "frontdoor_sets",
     "graph",
     "identify",
@@ -78,9 +101,11 @@ __all__ = [
     "is_adjustment_set",
     "is_backdoor_set",
     "is_frontdoor_set",
+    "location_scale",
     "multi_world",
     "noise_view",
     "plot_graph",
+    "plot_learning_curve",
     "pn",
     "pns",
     "ps",
@@ -93,13 +118,13 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from scm_ppl.plotting import plot_graph
+    from scm_ppl.plotting import plot_graph, plot_learning_curve
 
 
 def __getattr__(name: str):
     # matplotlib is heavy: load plotting only when a plot is asked for.
-    if name == "plot_graph":
-        from scm_ppl.plotting import plot_graph
+    if name in ("plot_graph", "plot_learning_curve"):
+        from scm_ppl import plotting
 
-        return plot_graph
+        return getattr(plotting, name)
     raise AttributeError(f"module 'scm_ppl' has no attribute {name!r}")

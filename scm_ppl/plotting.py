@@ -23,7 +23,7 @@ from matplotlib.patches import Circle, Ellipse, FancyArrowPatch, Patch, Rectangl
 
 from scm_ppl.errors import GraphError
 
-__all__ = ["plot_graph"]
+__all__ = ["plot_graph", "plot_learning_curve"]
 
 _INK = "#2b3a4a"
 _FILL = "#bcd4ea"
@@ -399,4 +399,47 @@ def plot_graph(
     ax.set_axis_off()
     if title is not None:
         ax.set_title(title)
+    return ax
+
+
+def plot_learning_curve(fitted_or_losses: Any, ax: Axes | None = None) -> Axes:
+    """Training (and validation) loss per epoch of a fit.
+
+    Parameters
+    ----------
+    fitted_or_losses
+        A :class:`~scm_ppl.fit.FittedSCM`, its ``history``, or a sequence of losses.
+    ax
+        Axes to draw on; a new figure when ``None``.
+
+    Returns
+    -------
+    Axes
+        With a ``"training"`` line, a ``"validation"`` line when the fit held rows out,
+        and a dotted vertical line at the best epoch when the fit stopped early.
+    """
+    history = getattr(fitted_or_losses, "history", fitted_or_losses)
+    losses = getattr(history, "losses", history)
+    valid = getattr(history, "validation_losses", ())
+    try:
+        train = [float(x) for x in losses]
+        valid = [float(x) for x in valid]
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            "plot_learning_curve expects a FittedSCM, its history, or a sequence of losses; "
+            f"got {type(fitted_or_losses).__name__}."
+        ) from err
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.2), layout="constrained")
+    epochs = range(1, len(train) + 1)
+    ax.plot(epochs, train, color=_INK, linewidth=1.6, label="training")
+    if valid:
+        ax.plot(range(1, len(valid) + 1), valid, color=_RED, linewidth=1.6, label="validation")
+    best = int(getattr(history, "best_epoch", 0) or 0)
+    if best and getattr(history, "stopped_early", False):
+        ax.axvline(best, color=_NOISE, linestyle=":", linewidth=1.2, label=f"best epoch ({best})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per row")
+    if train:
+        ax.legend(frameon=False)
     return ax
