@@ -35,10 +35,13 @@ __all__ = [
     "compare_fingerprints",
     "fingerprint",
     "flatten_tree",
+    "global_shapes",
     "pack",
     "read_archive",
+    "read_history",
     "unpack",
     "write_archive",
+    "write_fit",
 ]
 
 FORMAT = "scm_ppl.FittedSCM"
@@ -115,6 +118,18 @@ def fingerprint(
     }
 
 
+def global_shapes(
+    values: Mapping[str, Any], draws: Mapping[str, Any] | None = None
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Shape and dtype of each global latent site, from its value in ``values`` or from
+    its draws in ``draws`` (shaped ``(draw, *site_shape)``): the ``globals_`` of
+    :func:`fingerprint`."""
+    shapes = {k: (tuple(np.shape(v)), str(jnp.result_type(v))) for k, v in values.items()}
+    for k, v in (draws or {}).items():
+        shapes[k] = (tuple(np.shape(v))[1:], str(jnp.result_type(v)))
+    return shapes
+
+
 def compare_fingerprints(saved: Mapping[str, list], program: Mapping[str, list]) -> None:
     """Raise :class:`SerializationError` listing every difference between the two."""
     problems = []
@@ -167,6 +182,48 @@ def write_archive(path: str | os.PathLike, arrays: Mapping[str, Any], metadata: 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_fit(
+    path: str | os.PathLike,
+    params: Mapping[str, Any],
+    groups: Mapping[str, Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    history: Mapping[str, Any],
+) -> None:
+    """Write a fit: ``params`` and the array ``groups`` (``point``, ``loc``, ``scale``,
+    ``samples``) as arrays; ``settings``, the learning curve ``history`` (the fields of a
+    ``FitHistory``) and the fingerprint as metadata."""
+    import scm_ppl
+
+    arrays, table = pack(params, groups)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "scm_ppl_version": scm_ppl.__version__,
+        "settings": settings,
+        "fingerprint": fingerprint(params, global_shapes(groups["point"], groups["samples"])),
+        "history": {
+            "losses": [float(x) for x in history["losses"]],
+            "validation_losses": [float(x) for x in history["validation_losses"]],
+            "best_epoch": int(history["best_epoch"]),
+            "stopped_early": bool(history["stopped_early"]),
+            "seconds": float(history["seconds"]),
+        },
+        "arrays": table,
+    }
+    write_archive(path, arrays, metadata)
+
+
+def read_history(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a ``FitHistory`` from the ``"history"`` metadata of a fit file."""
+    return {
+        "losses": np.asarray(saved["losses"], dtype=np.float64),
+        "validation_losses": np.asarray(saved["validation_losses"], dtype=np.float64),
+        "best_epoch": int(saved["best_epoch"]),
+        "stopped_early": bool(saved["stopped_early"]),
+        "seconds": float(saved["seconds"]),
+    }
 
 
 def read_archive(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
