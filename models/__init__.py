@@ -14,6 +14,8 @@ from models import (
     latent_confounder,
     linear_chain,
     linear_gaussian_dag,
+    morpho,
+    nonlinear,
 )
 
 MODELS: dict[str, ModuleType] = {
@@ -23,6 +25,8 @@ MODELS: dict[str, ModuleType] = {
     "latent_confounder": latent_confounder,
     "linear_chain": linear_chain,
     "linear_gaussian_dag": linear_gaussian_dag,
+    "morpho": morpho,
+    "nonlinear": nonlinear,
 }
 """Every model module by name."""
 
@@ -34,4 +38,6 @@ __all__ = [
     "latent_confounder",
     "linear_chain",
     "linear_gaussian_dag",
+    "morpho",
+    "nonlinear",
 ]
