@@ -14,6 +14,7 @@ from typing import Any
 
 import networkx as nx
 
+from scm_ppl._cache import LRUCache
 from scm_ppl.errors import (
     AbductionError,
     EvidenceError,
@@ -132,9 +133,6 @@ def check_identified(
     treatment are unaffected by it, so the question is the effect on its descendants.
     Not identified: warn, or raise under ``strict``. Returns JSON-ready metadata.
     """
-    from scm_ppl.admg import admg
-    from scm_ppl.identify import identify
-
     if not evidence:
         return {"identified": True, "observed": "all sites (no evidence given)"}
     g = info.graph
@@ -143,20 +141,40 @@ def check_identified(
         n for n, a in g.nodes(data=True) if a.get("role") == "exogenous" and not a.get("observed")
     ]
     latent = [n for n in latent if n not in seen]
-    projected = admg(g, latent=latent)
-    outcome = set().union(*(nx.descendants(projected.directed, t) for t in treatment)) - treatment
-    if not projected.bidirected or not outcome or not treatment:
+    if not latent:  # nothing hidden: the graph is its own ADMG, with no bidirected edge
         return {"identified": True}
-    result = identify(projected, sorted(treatment), sorted(outcome))
-    if result.identifiable:
-        return {"identified": True, "estimand": str(result.estimand)}
+    key = (id(info), frozenset(treatment), frozenset(latent))
+    cached = _IDENTIFIED.get(key)
+    if cached is None or cached[0] is not info:  # the id of an evicted program may be reused
+        cached = _IDENTIFIED.put(key, (info, *_identify(info, treatment, latent)))
+    _, identified, result, outcome = cached
+    if identified:
+        return {"identified": True} if result is None else {"identified": True, "estimand": result}
     message = (
-        f"{result.query} is not identified from observational data on the program's ADMG "
-        f"(latent {sorted(latent)}; {result.hedge}): the answer rests on the program's "
+        f"{outcome} is not identified from observational data on the program's ADMG "
+        f"(latent {sorted(latent)}; {result}): the answer rests on the program's "
         "parametric assumptions. Pass strict=True to make this an error, or give evidence "
         "for the latent sites."
     )
     if strict:
         raise NotIdentifiableError(message)
     warnings.warn(message, NotIdentifiableWarning, stacklevel=3)
-    return {"identified": False, "hedge": str(result.hedge)}
+    return {"identified": False, "hedge": result}
+
+
+_IDENTIFIED = LRUCache(256)
+
+
+def _identify(info: ProgramInfo, treatment: set[str], latent: list[str]) -> tuple:
+    """(identified, estimand or hedge text, query text), computed once per query shape."""
+    from scm_ppl.admg import admg
+    from scm_ppl.identify import identify
+
+    projected = admg(info.graph, latent=latent)
+    outcome = set().union(*(nx.descendants(projected.directed, t) for t in treatment)) - treatment
+    if not projected.bidirected or not outcome or not treatment:
+        return True, None, None
+    result = identify(projected, sorted(treatment), sorted(outcome))
+    if result.identifiable:
+        return True, str(result.estimand), result.query
+    return False, str(result.hedge), result.query
