@@ -238,8 +238,11 @@ def _masked(d: MaskedDistribution) -> NoiseView:
 
 @register_noise_view(dist.TransformedDistribution)
 def _transformed(d: dist.TransformedDistribution) -> NoiseView:
-    view = noise_view(d.base_dist)
     transforms = list(d.transforms)
+    folding = [t for t in transforms if isinstance(t, dist.transforms.AbsTransform)]
+    if folding:  # |x| is two-to-one: the value no longer pins the noise down
+        raise _no_view(d, f"its transform {type(folding[0]).__name__} is not one-to-one")
+    view = noise_view(d.base_dist)
     base_forward, base_inverse, base_given = view.forward, view.inverse, view.noise_given_value
 
     def forward(u: ArrayLike) -> jax.Array:

@@ -620,3 +620,9 @@ def test_a_cdf_fallback_whose_icdf_cannot_run_is_refused_up_front():
     # numpyro's Gamma.icdf needs tensorflow_probability, which scm_ppl does not depend on
     with pytest.raises(NoiseViewError, match=r"'Gamma' \(its icdf cannot run here: ImportError"):
         noise_view(dist.Gamma(2.0, 1.0))
+
+
+def test_a_transform_that_is_not_one_to_one_has_no_view():
+    # FoldedDistribution is |X|: two noise values give each value, so nothing inverts
+    with pytest.raises(NoiseViewError, match=r"'FoldedDistribution' \(its transform AbsTransform"):
+        noise_view(dist.FoldedDistribution(dist.Normal(0.0, 1.0)))
