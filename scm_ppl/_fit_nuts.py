@@ -28,6 +28,7 @@ from scm_ppl._fit_objective import (
     initial_state,
     num_rows,
 )
+from scm_ppl.engine import nuts_diagnostics, nuts_problems
 from scm_ppl.errors import InferenceWarning
 
 __all__ = ["fit_nuts"]
@@ -126,19 +127,9 @@ def _check_params_idle(
 
 
 def _warn_nuts(grouped: Mapping[str, Any], mcmc: Any, structure: Structure) -> None:
-    from numpyro.diagnostics import split_gelman_rubin
-
-    problems = []
-    divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
-    if divergences:
-        problems.append(f"{divergences} divergent transitions")
-    r_hat = [
-        float(np.nanmax(split_gelman_rubin(np.asarray(v))))
-        for k, v in grouped.items()
-        if k in structure.globals
-    ]
-    if r_hat and max(r_hat) > 1.05:
-        problems.append(f"max r_hat {max(r_hat):.3f} > 1.05")
+    weights = {k: v for k, v in grouped.items() if k in structure.globals}
+    diagnostics = nuts_diagnostics(weights, mcmc.get_extra_fields()["diverging"])
+    problems = nuts_problems(diagnostics, min_ess=None)
     if problems:
         warnings.warn(
             "The NUTS fit may be unreliable: " + "; ".join(problems) + ". Increase num_warmup "

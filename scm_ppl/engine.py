@@ -288,30 +288,37 @@ def _nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=
     mcmc.run(rng_key, dict(evidence), arrays, extra_fields=("diverging",))
     samples = mcmc.get_samples(group_by_chain=True)
     latents = {name: samples[name] for name in latent_sites if name in samples}
-    divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
-    diagnostics = {"divergences": float(divergences), **_convergence(latents)}
+    diagnostics = nuts_diagnostics(latents, mcmc.get_extra_fields()["diverging"])
     _warn_if_unreliable(diagnostics, settings.num_chains)
     return latents, diagnostics
 
 
-def _convergence(latents: Mapping[str, jax.Array]) -> dict[str, float]:
+def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, float]:
+    """Divergences, max split r_hat and min ESS of ``(chain, draw, ...)`` samples."""
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-    if not latents:
-        return {}
-    r_hat = max(float(np.nanmax(split_gelman_rubin(np.asarray(v)))) for v in latents.values())
-    ess = min(float(np.nanmin(effective_sample_size(np.asarray(v)))) for v in latents.values())
-    return {"max_r_hat": r_hat, "min_ess": ess}
+    out = {"divergences": float(np.sum(np.asarray(diverging)))}
+    if samples:
+        arrays = [np.asarray(v) for v in samples.values()]
+        out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a in arrays)
+        out["min_ess"] = min(float(np.nanmin(effective_sample_size(a))) for a in arrays)
+    return out
 
 
-def _warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> None:
+def nuts_problems(diagnostics: Mapping[str, float], min_ess: float | None) -> list[str]:
+    """What looks wrong in :func:`nuts_diagnostics` (ESS is judged only if ``min_ess``)."""
     problems = []
     if diagnostics.get("divergences", 0) > 0:
         problems.append(f"{int(diagnostics['divergences'])} divergent transitions")
     if diagnostics.get("max_r_hat", 1.0) > 1.05:
         problems.append(f"max r_hat {diagnostics['max_r_hat']:.3f} > 1.05")
-    if diagnostics.get("min_ess", np.inf) < 100 * num_chains:
+    if min_ess is not None and diagnostics.get("min_ess", np.inf) < min_ess:
         problems.append(f"min ESS {diagnostics['min_ess']:.0f}")
+    return problems
+
+
+def _warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> None:
+    problems = nuts_problems(diagnostics, min_ess=100 * num_chains)
     if problems:
         warnings.warn(
             "NUTS abduction may be unreliable: " + "; ".join(problems) + ". Increase "
