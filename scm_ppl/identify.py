@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import networkx as nx
 import numpy as np
 
@@ -27,6 +28,7 @@ from scm_ppl.adjustment import AdjustmentFormula, find_adjustment
 from scm_ppl.admg import ADMG, admg
 from scm_ppl.errors import GraphError, NotIdentifiableError
 from scm_ppl.estimand import Expression, Fraction, Probability, Product, Sum
+from scm_ppl.estimand_sampled import SampledEvaluation, evaluate_sampled
 from scm_ppl.joint import Joint
 
 __all__ = ["Hedge", "IdentificationResult", "NotIdentifiableError", "identify"]
@@ -123,6 +125,37 @@ class IdentificationResult:
             )
         axes = (*self.treatment, *self.given, *self.outcome)
         return self.estimand.array(joint, axes, strict=strict)
+
+    def evaluate_sampled(
+        self,
+        source: Mapping[str, Any] | Callable[..., Any],
+        *,
+        rng_key: jax.Array | None = None,
+        num_samples: int = 100_000,
+        bins: int = 16,
+        outcome_bins: int = 256,
+        max_levels: int = 10,
+        model_args: tuple[Any, ...] = (),
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> SampledEvaluation:
+        """The queried distribution and outcome means from continuous rows: data, or a
+        Monte-Carlo sample of a program's (a fitted SCM's) observational distribution.
+
+        Continuous variables are cut into ``bins`` quantile bins; see
+        :func:`scm_ppl.estimand_sampled.evaluate_sampled` for the parameters and the
+        discretisation bias.
+        """
+        return evaluate_sampled(
+            self,
+            source,
+            rng_key=rng_key,
+            num_samples=num_samples,
+            bins=bins,
+            outcome_bins=outcome_bins,
+            max_levels=max_levels,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+        )
 
     def __str__(self) -> str:
         if self.estimand is None:

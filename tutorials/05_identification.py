@@ -252,6 +252,54 @@ print(
 # The formula never looks at `U`: data on smoking, tar and cancer alone give the causal
 # effect, while the naive conditional `P(cancer | smoking)` overstates it.
 #
+# ### Continuous variables
+#
+# The same formula applies when the variables are continuous. `evaluate_sampled` cuts
+# them into quantile bins and evaluates the formula on the binned joint of rows: rows of
+# data, or — as here — a Monte-Carlo sample of a program's observational distribution
+# (a fitted SCM works the same way). A linear-Gaussian front-door program, where the
+# truth is `E[y | do(x = v)] = 0.8 · 1.5 · v = 1.2 v`:
+
+
+# %%
+def continuous_front_door(n=1):
+    with numpyro.plate("unit", n):
+        u = numpyro.sample("u", dist.Normal(0.0, 1.0))
+        x = numpyro.sample("x", dist.Normal(u, 1.0))
+        m = numpyro.sample("m", dist.Normal(0.8 * x, 1.0))
+        numpyro.sample("y", dist.Normal(1.5 * m + 2.0 * u, 1.0))
+
+
+continuous = identify(continuous_front_door, "x", "y")
+print(continuous)
+sampled = continuous.evaluate_sampled(
+    continuous_front_door,
+    rng_key=jax.random.key(5),
+    num_samples=50_000 if SMOKE else 1_000_000,
+    bins=8,
+)
+for i in (2, 4, 6):
+    v = float(sampled.values["x"][i])
+    own = interventional(
+        continuous_front_door, {"x": v}, num_samples=20_000, rng_key=jax.random.key(i)
+    )
+    print(
+        f"do(x = {v:+.2f}):  formula on samples {sampled.outcome_means['y'][i]:+.3f}"
+        f"   program's interventional {float(own.samples['predictions']['y'].mean()):+.3f}"
+        f"   truth {1.2 * v:+.3f}"
+    )
+slope = np.polyfit(sampled.values["x"][1:-1], sampled.outcome_means["y"][1:-1], 1)[0]
+
+# %% [markdown]
+# The binned formula is within a few percent of the truth; the residue is discretisation
+# bias (a mediator cut into bins does not carry all of the effect), which shrinks as
+# the bins narrow and the rows grow. The outer bins are open-ended, so read effects off
+# the interior ones: their slope is printed below next to the truth, 1.2.
+
+# %%
+print(f"slope over the interior bins: {slope:.3f}  (truth 1.2; {sampled.num_rows} rows, 8 bins)")
+
+# %% [markdown]
 # ## 3. The bow graph: not identifiable
 #
 # `x -> y` together with `x <-> y`. The answer is a hedge instead of a formula, and
