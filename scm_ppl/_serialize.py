@@ -209,6 +209,7 @@ def write_fit(
             "best_epoch": int(history["best_epoch"]),
             "stopped_early": bool(history["stopped_early"]),
             "seconds": float(history["seconds"]),
+            "penalties": [float(x) for x in history.get("penalties", ())],
         },
         "arrays": table,
     }
@@ -223,12 +224,19 @@ def read_history(saved: Mapping[str, Any]) -> dict[str, Any]:
         "best_epoch": int(saved["best_epoch"]),
         "stopped_early": bool(saved["stopped_early"]),
         "seconds": float(saved["seconds"]),
+        "penalties": np.asarray(saved.get("penalties", []), dtype=np.float64),
     }
 
 
 def read_archive(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by :func:`write_archive`; check its format and version."""
     path = os.fspath(path)
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        # checked first: numpy leaks its file handle on a damaged zip archive
+        raise SerializationError(
+            f"{path!r} is not a saved scm_ppl fit: it is not a zip archive (FittedSCM.save "
+            "writes one), or it is damaged."
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:

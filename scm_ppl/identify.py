@@ -321,7 +321,7 @@ class _ID:
 def _variables(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = [value] if isinstance(value, str) else list(value)
+    items = [value] if isinstance(value, str) or not isinstance(value, Iterable) else list(value)
     bad = [item for item in items if not isinstance(item, str)]
     if bad:
         raise GraphError(f"The {what} must be a name or names (strings); got {bad!r}.")

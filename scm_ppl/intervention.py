@@ -85,6 +85,16 @@ def as_intervention(site: str, value: Any) -> Intervention:
             f"Intervention on '{site}' holds {bad} NaN/inf value(s); "
             "an intervention must set finite values."
         )
+    if np.issubdtype(array.dtype, np.floating) and array.size:
+        # without JAX_ENABLE_X64 a float64 value becomes float32: huge values turn to inf
+        dtype = jax.dtypes.canonicalize_dtype(array.dtype)
+        largest, limit = float(np.max(np.abs(array))), float(jnp.finfo(dtype).max)
+        if largest > limit:
+            raise InterventionError(
+                f"Intervention on '{site}' holds values up to {largest:.3g}, beyond the largest "
+                f"{dtype} ({limit:.3g}): they would become inf. Rescale the program's "
+                "variables, or enable 64-bit floats (JAX_ENABLE_X64=1)."
+            )
     return Intervention("hard", jnp.asarray(value))
 
 

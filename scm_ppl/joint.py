@@ -58,7 +58,10 @@ class DiscreteJoint:
     """
 
     def __init__(self, probs: ArrayLike, names: Sequence[str], *, empirical: bool = False) -> None:
-        array = np.array(probs, dtype=float)
+        try:
+            array = np.array(probs, dtype=float)
+        except (TypeError, ValueError) as err:  # strings, ragged lists, odd objects
+            raise EstimandError(f"Joint probabilities must be an array of numbers: {err}") from err
         names = tuple(names)
         if array.ndim != len(names) or len(set(names)) != len(names):
             raise EstimandError(
@@ -103,6 +106,10 @@ class DiscreteJoint:
         >>> DiscreteJoint.from_data({"x": [0, 1, 1, 1]}).probs.tolist()
         [0.25, 0.75]
         """
+        if not isinstance(data, Mapping):
+            raise EstimandError(
+                f"The data must be a mapping {{name: integer codes}}; got {type(data).__name__}."
+            )
         names = tuple(data)
         if not names:
             raise EstimandError("The data has no columns; give {name: codes} per variable.")

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from scm_ppl.counterfactual import counterfactual, interventional
-from scm_ppl.errors import InterventionError
+from scm_ppl.errors import EstimandError, InterventionError
 from scm_ppl.program import inspect_program
 
 __all__ = ["Estimate", "ate", "ett", "pn", "pns", "ps"]
@@ -44,10 +44,14 @@ class Estimate(NamedTuple):
     couplings: dict[str, str]
 
 
-def _mean(samples: np.ndarray) -> tuple[float, float, int]:
+def _mean(samples: np.ndarray, condition: str = "") -> tuple[float, float, int]:
     n = samples.size
-    if n == 0:
-        return float("nan"), float("nan"), 0
+    if n == 0:  # a conditional estimand whose condition no sample meets: no silent NaN
+        raise EstimandError(
+            f"No (draw, unit) sample meets the condition {condition}, so the estimate is "
+            "undefined. Check that treated/control/positive are values the sites take, or "
+            "raise num_samples (or the number of units)."
+        )
     sd = float(np.std(samples, ddof=1)) if n > 1 else float("nan")
     return float(np.mean(samples)), sd / np.sqrt(n), n
 
@@ -146,7 +150,7 @@ def ett(
     pred = result.samples["predictions"]
     t, y = np.asarray(pred[treatment][:, :, 0]), np.asarray(pred[outcome])
     selected = t == np.asarray(treated)
-    value, se, n = _mean((y[:, :, 1] - y[:, :, 2])[selected])
+    value, se, n = _mean((y[:, :, 1] - y[:, :, 2])[selected], f"{treatment} = {treated!r}")
     return Estimate(value, se, n, couplings)
 
 
@@ -164,10 +168,11 @@ def _probability_of_causation(
     y = np.asarray(pred[outcome][:, :, 0]) == np.asarray(positive)
     y_treated = np.asarray(pred[outcome][:, :, 1]) == np.asarray(positive)
     y_control = np.asarray(pred[outcome][:, :, 2]) == np.asarray(positive)
+    observed = f"{treatment} = {treated!r} and {outcome} = {positive!r}"
     if which == "pn":
-        value, se, n = _mean(~y_control[t & y])
+        value, se, n = _mean(~y_control[t & y], observed)
     elif which == "ps":
-        value, se, n = _mean(y_treated[~t & ~y])
+        value, se, n = _mean(y_treated[~t & ~y], observed.replace("=", "!="))
     else:
         value, se, n = _mean(y_treated & ~y_control)
     if n:

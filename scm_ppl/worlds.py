@@ -19,6 +19,7 @@ from numpyro import handlers
 
 from scm_ppl.errors import InterventionError
 from scm_ppl.handlers import FRESH_NOISE_KEY, do, replay_noise, world_prefix
+from scm_ppl.intervention import as_interventions
 from scm_ppl.noise import noise_view
 
 __all__ = ["NOISE_PREFIX", "abduct_noise", "multi_world", "twin_world"]
@@ -97,7 +98,7 @@ def multi_world(
     """
     check_world_labels(worlds)
     masks = dict(masks or {})
-    interventions = {label: dict(iv) for label, iv in worlds.items()}
+    interventions = {label: as_interventions(iv) for label, iv in worlds.items()}
     world_handlers = {
         label: do(interventions=iv, mask=masks.get(label)) for label, iv in interventions.items()
     }

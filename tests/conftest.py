@@ -1,0 +1,24 @@
+"""Hypothesis profiles for the property tests (tests/test_properties.py).
+
+* ``default``: 3 examples per property on graphs of up to 6 nodes, derandomized (the
+  same examples on every run), for the default suite;
+* ``thorough``: 50 examples per property on graphs of up to 10 nodes, e.g.
+  ``HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest -p no:xdist tests/test_properties.py``.
+
+Every new program structure compiles, so examples are expensive; no deadline.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = {
+    "deadline": None,
+    "derandomize": True,
+    "database": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("default", max_examples=3, **_COMMON)
+settings.register_profile("thorough", max_examples=50, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
