@@ -45,11 +45,26 @@ def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tup
     """
     if method not in METHODS:
         raise AbductionError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
-    evidence = set(evidence)
+    key = (id(info), frozenset(evidence), method)
+    cached = _CHOSEN.get(key)
+    if cached is not None and cached[0] is info:  # the id of an evicted program may be reused
+        return cached[1]
+    chosen = _choose_method(info, set(evidence), method)
+    _CHOSEN.put(key, (info, chosen))
+    return chosen
+
+
+_CHOSEN = LRUCache(256)
+
+
+def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[str, str]:
     observed = {n for n, s in info.sites.items() if s.kind == "sample" and s.observed} | evidence
     latent = [n for n in info.sample_sites() if n not in observed]
     relevant = info.ancestors(evidence) | evidence
-    latent_ancestors = [n for n in latent if n in relevant]
+    # Sites drawn from a Bayesian fit's posterior already hold the data: they are drawn
+    # as they are, never conditioned again on one unit's evidence.
+    from_fit = [n for n in latent if n in relevant and info.sites[n].fit_posterior]
+    latent_ancestors = [n for n in latent if n in relevant and n not in from_fit]
     stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
     stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
     if stuck:
@@ -80,6 +95,15 @@ def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tup
             "set, or method='nuts'."
         )
     if method in ("nuts", "svi"):
+        draws = [n for n in from_fit if info.sites[n].distribution == "PosteriorDraws"]
+        if draws:
+            raise AbductionError(
+                f"{method.upper()} abduction would have to move the weights {draws}, which "
+                "hold a NUTS fit's posterior draws (no density to move them by), because the "
+                f"latent site(s) {latent_ancestors or latent} are upstream of the evidence. "
+                "Fit with method='svi' (a density over the weights), give evidence for the "
+                "latent sites, or query the fit by its posterior mean."
+            )
         discrete = [n for n in latent if info.sites[n].discrete]
         if discrete:
             raise AbductionError(
@@ -92,6 +116,11 @@ def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tup
         "nuts": f"latent site(s) {latent_ancestors} are upstream of the evidence",
         "svi": f"latent site(s) {latent_ancestors} are upstream of the evidence (SVI asked for)",
     }
+    if from_fit and method in ("exact", "coupling"):
+        reasons[method] += (
+            f"; the fit's posterior of {from_fit} is drawn as it is (one draw per sample), "
+            "not updated by this evidence"
+        )
     return method, reasons[method]
 
 

@@ -35,10 +35,12 @@ from scm_ppl.intervention import Intervention, as_interventions, describe
 from scm_ppl.program import (
     ProgramInfo,
     check_evidence,
+    check_finite,
     check_interventions,
     inspect_program,
 )
 from scm_ppl.results import CausalResult
+from scm_ppl.scaling import plan_chunks
 from scm_ppl.worlds import NOISE_PREFIX, check_world_labels
 
 __all__ = ["counterfactual", "interventional"]
@@ -101,6 +103,8 @@ def counterfactual(
     num_chains: int = 1,
     svi_steps: int = 2000,
     strict: bool = False,
+    chunk_size: int | None = None,
+    bounds: Any = False,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> CausalResult:
@@ -114,7 +118,9 @@ def counterfactual(
         ``{site: observed values}``, per unit (shaped like the site) or broadcast.
     interventions
         ``{site: value}`` for one counterfactual world ``"cf"``, or
-        ``{label: {site: value}}`` for several. Values as in :class:`~scm_ppl.do`.
+        ``{label: {site: value}}`` for several. Values as in :class:`~scm_ppl.do`; a
+        :func:`~scm_ppl.sweep` of values answers for every value of a grid in one
+        compiled call (``predictions`` then carry an ``intervention`` dim).
     rng_key
         A JAX PRNG key.
     method
@@ -132,6 +138,17 @@ def counterfactual(
         query is not identified from observational data on the program's ADMG. (A
         counterfactual also rests on the mechanisms' functional form and, for discrete
         mechanisms, on the couplings named in ``attrs``.)
+    chunk_size
+        The most draw × unit rows one compiled pass holds (``None``: all at once); bounds
+        memory for large queries (see :mod:`scm_ppl.scaling`). An exact answer runs
+        ``chunk_size`` units at a time; a sampled one ``chunk_size // units`` draws at a
+        time, each draw keeping its own key, so chunking never changes the answer.
+    bounds
+        For a discrete program with hard interventions and evidence shared by all units:
+        ``True`` (the program's own observational distribution, from forward draws) or an
+        observed distribution (rows or an ``xarray.DataArray``, as for
+        :func:`~scm_ppl.bounds`) puts in ``attrs["bounds"]`` the range of
+        ``P(site_world = value | evidence)`` over every SCM on the ADMG that fits it.
     model_args, model_kwargs
         Arguments of the program (e.g. ``{"n": 1000}`` to size its unit plate).
 
@@ -152,23 +169,41 @@ def counterfactual(
     >>> cf.method, float(cf.samples["predictions"]["y"][0, 0, 1])
     ('exact', 2.5)
     """
+    from scm_ppl.batched import contains_sweep, counterfactual_sweep
+
+    if contains_sweep(interventions):
+        return counterfactual_sweep(
+            model, evidence, interventions, rng_key=rng_key, method=method, mask=mask,
+            num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains,
+            svi_steps=svi_steps, strict=strict, chunk_size=chunk_size, model_args=model_args,
+            model_kwargs=model_kwargs,
+        )  # fmt: skip
     rng_key = _check_key(rng_key)
     _settings_positive(
         num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, svi_steps=svi_steps
     )
     kwargs = dict(model_kwargs or {})
     info = inspect_program(model, tuple(model_args), kwargs)
-    ev = check_evidence(info, evidence)
+    ev = check_evidence(info, evidence, finite=False)
     worlds = _worlds_from(interventions, "cf")
     masks = {}
     if mask is not None:
         if len(worlds) != 1:
             raise InterventionError("mask= applies to one world; give one interventions mapping.")
-        masks = {next(iter(worlds)): dict(mask)}
+        masks = {next(iter(worlds)): dict(mask) if isinstance(mask, Mapping) else mask}
     for label, ivs in worlds.items():
         check_interventions(info, ivs, masks.get(label))
     require_noise_views(info)
+    bound_attrs = {}
+    if bounds is not False:
+        from scm_ppl._bounds_counterfactual import counterfactual_bounds
+
+        bound_attrs["bounds"] = counterfactual_bounds(
+            model, ev, worlds, bounds, rng_key=rng_key, model_args=model_args, model_kwargs=kwargs
+        )
     method, reason = choose_method(info, ev, method)
+    if method in ("nuts", "svi"):  # before inference spends its time on bad evidence
+        check_finite(ev)
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict)
     sample_ev = {k: v for k, v in ev.items() if info.sites[k].kind == "sample"}
@@ -178,6 +213,8 @@ def counterfactual(
     determined = method == "exact" and not latent and not fresh
     extra = frozenset(latent + [f"{NOISE_PREFIX}.{n}" for n in info.sample_sites()])
     settings = InferenceSettings(num_samples, num_warmup, num_chains, svi_steps)
+    num_draws = 1 if determined else num_samples * (num_chains if method == "nuts" else 1)
+    units, draws_per_pass = plan_chunks(info, chunk_size, num_draws, determined, masks)
     draws = run_query(
         model,
         args=tuple(model_args),
@@ -192,18 +229,18 @@ def counterfactual(
         sites=tuple(info.sites),
         extra=extra,
         rng_key=rng_key,
+        units=units,
+        draws_per_pass=draws_per_pass,
     )
     predictions = draws.worlds
-    _check_deterministic_evidence(info, ev, predictions)
+    _check_deterministic_evidence(info, ev, draws.by_world["factual"])
     labels = ["factual", *worlds]
     posterior = draws.other
     groups = {"posterior": posterior, "observed_data": ev, "predictions": predictions}
     dims = {
-        "posterior": {k: _dims(info, k, tuple(v.shape[2:])) for k, v in posterior.items()},
+        "posterior": lambda name, shape: _dims(info, name, shape),
         "observed_data": {k: _dims(info, k, tuple(v.shape)) for k, v in ev.items()},
-        "predictions": {
-            k: ["world", *_dims(info, k, tuple(v.shape[3:]))] for k, v in predictions.items()
-        },
+        "predictions": lambda name, shape: ["world", *_dims(info, name, shape[1:])],
     }
     couplings = couplings_used(info, worlds)
     attrs = {
@@ -218,8 +255,9 @@ def counterfactual(
         "exact": determined,
         **identification,
         **draws.diagnostics,
+        **bound_attrs,
     }
-    return CausalResult(groups, dims, {"world": labels}, attrs)
+    return CausalResult(groups, dims, {"world": labels}, attrs, worlds=draws.by_world)
 
 
 def _check_deterministic_evidence(
@@ -228,7 +266,7 @@ def _check_deterministic_evidence(
     for name, observed in evidence.items():
         if info.sites[name].kind != "deterministic":
             continue
-        gap = float(np.max(np.abs(np.asarray(values[name][:, :, 0]) - np.asarray(observed))))
+        gap = float(np.max(np.abs(np.asarray(values[name]) - np.asarray(observed))))
         scale = 1e-4 * (1.0 + float(np.max(np.abs(np.asarray(observed)))))
         if not gap <= scale:
             raise EvidenceError(
@@ -261,7 +299,8 @@ def interventional(
     ----------
     interventions
         ``{site: value}``, or ``{label: {site: value}}`` for several interventions side by
-        side (the ``intervention`` dim of ``predictions``).
+        side (the ``intervention`` dim of ``predictions``); a :func:`~scm_ppl.sweep` of
+        values runs a whole grid in one compiled call, every value on the same noise.
     num_samples
         Number of draws (each draw runs every unit of the program's plates).
     evidence
@@ -288,6 +327,14 @@ def interventional(
     >>> round(float(r.samples["predictions"]["y"].mean()), 1)
     2.0
     """
+    from scm_ppl.batched import contains_sweep, interventional_sweep
+
+    if contains_sweep(interventions):
+        return interventional_sweep(
+            model, interventions, rng_key=rng_key, num_samples=num_samples, evidence=evidence,
+            method=method, mask=mask, strict=strict, model_args=model_args,
+            model_kwargs=model_kwargs,
+        )  # fmt: skip
     rng_key = _check_key(rng_key)
     _settings_positive(num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains)
     kwargs = dict(model_kwargs or {})

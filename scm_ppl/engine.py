@@ -11,29 +11,44 @@ evidence and keys are arguments, so a repeated query of the same shape never rec
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 from numpyro import handlers
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
-from numpyro.infer.autoguide import AutoNormal
-from numpyro.optim import Adam
+from numpyro.primitives import Messenger
 
 from scm_ppl._cache import LRUCache
-from scm_ppl.errors import InferenceWarning
+from scm_ppl._inference import (  # nuts_* re-exported: fit's NUTS reports the same way
+    nuts_diagnostics,
+    nuts_problems,
+    run_nuts,
+    run_svi,
+    shapes,
+    split_arguments,
+)
+from scm_ppl.errors import EvidenceError
 from scm_ppl.handlers import do
 from scm_ppl.intervention import Intervention
 from scm_ppl.program import arguments_key
+from scm_ppl.results import LazyGroup
 from scm_ppl.worlds import multi_world
 
-__all__ = ["Draws", "InferenceSettings", "run_query", "trace_count"]
+__all__ = [
+    "Draws",
+    "InferenceSettings",
+    "Sweep",
+    "UnitChunks",
+    "nuts_diagnostics",
+    "nuts_problems",
+    "run_query",
+    "trace_count",
+]
 
 _COMPILED = LRUCache(256)
-_MCMC = LRUCache(32)
 _TRACES = [0]
 _FACTUAL = "_factual"
 
@@ -57,12 +72,16 @@ class Draws(NamedTuple):
     """Site values from a query.
 
     ``worlds[site]`` is shaped ``(chain, draw, world, *site_shape)`` with the factual
-    world first; ``other[name]`` (latent sites, noise) is ``(chain, draw, *shape)``.
+    world first (for a sweep: the swept world only, ``(chain, draw, value, ...)``);
+    ``other[name]`` (latent sites, noise) is ``(chain, draw, *shape)``; ``by_world`` holds
+    each world's sites apart, ``{"factual": {...}, label: {...}}``. ``worlds`` and
+    ``other`` are built when first read.
     """
 
-    worlds: dict[str, jax.Array]
-    other: dict[str, jax.Array]
+    worlds: Mapping[str, jax.Array]
+    other: Mapping[str, jax.Array]
     diagnostics: dict[str, float]
+    by_world: dict[str, dict[str, jax.Array]]
 
 
 Worlds = Mapping[str, Mapping[str, Intervention]]
@@ -114,24 +133,33 @@ def _rebuild_worlds(worlds: Worlds, dynamic: dict[str, dict[str, Any]]) -> dict[
     }
 
 
-def _split_arguments(args: tuple, kwargs: Mapping[str, Any]) -> tuple[list, Callable]:
-    """Array arguments are traced; everything else (plate sizes, flags) is static."""
-    leaves, treedef = jax.tree_util.tree_flatten((tuple(args), dict(kwargs)))
-    is_array = [isinstance(x, (np.ndarray, jax.Array)) for x in leaves]
-    arrays = [x for x, a in zip(leaves, is_array, strict=True) if a]
+class Sweep(NamedTuple):
+    """One site of one world takes a grid of values: the compiled call maps over them.
 
-    def rebuild(traced: list) -> tuple[tuple, dict]:
-        it = iter(traced)
-        full = [next(it) if a else x for x, a in zip(leaves, is_array, strict=True)]
-        return jax.tree_util.tree_unflatten(treedef, full)
+    ``values_per_pass`` bounds how many grid values one pass holds (``None``: all);
+    ``reduce_to`` names an outcome site whose per-draw mean over its batch (unit) axes is
+    all that leaves the compiled call, shaped ``(chain, draw, value)``.
+    """
 
-    return arrays, rebuild
+    label: str
+    site: str
+    values_per_pass: int | None = None
+    reduce_to: str | None = None
 
 
-def _shapes(tree: Any) -> Any:
-    """A hashable description of a pytree's structure, shapes and dtypes."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves)
+class UnitChunks(NamedTuple):
+    """Run the unit plate ``plate`` (``size`` units) ``per_pass`` units at a time.
+
+    ``axes[name]`` is the position of the unit axis in the site ``name``, counted from
+    the end (``-1``: the last axis; ``None``: the site is outside the plate); evidence,
+    intervention values and masks are sliced along it, and each site's answer is
+    written into its slot of the full array.
+    """
+
+    plate: str
+    size: int
+    per_pass: int
+    axes: tuple[tuple[str, int | None], ...]
 
 
 def run_query(
@@ -151,20 +179,31 @@ def run_query(
     rng_key: jax.Array,
     factual: Mapping[str, Intervention] | None = None,
     factual_mask: Mapping[str, Any] | None = None,
+    sweep: Sweep | None = None,
+    units: UnitChunks | None = None,
+    draws_per_pass: int | None = None,
 ) -> Draws:
     """Run one query: ``sites`` in every world, and the ``extra`` sites of the trace.
 
     ``factual`` intervenes in the factual (evidence) world itself: the interventional
-    queries ``P(V | do(...), evidence)``.
+    queries ``P(V | do(...), evidence)``. ``sweep`` maps the query over a grid of values
+    of one intervention (see :class:`Sweep`); ``units`` runs it in chunks of units,
+    ``draws_per_pass`` in chunks of draws (each draw keeps its key: same answer).
+
+    The compiled call returns each world's sites apart (evidence sites of the factual
+    world are the evidence itself); :attr:`Draws.worlds` stacks them, and the ``extra``
+    sites come from a second compiled call, both only when first read. NaN/inf evidence
+    is counted inside the compiled call and raises :class:`~scm_ppl.EvidenceError`
+    before anything is returned.
     """
-    infer_key, predict_key = jax.random.split(rng_key)
     latents: dict[str, jax.Array] | None = None
     diagnostics: dict[str, float] = {}
     chains = 1
     if method in ("nuts", "svi"):
+        infer_key, _ = jax.random.split(rng_key)
         # Intervention values are baked into this program, so its MCMC is not cached.
         base = do(model, factual, mask=factual_mask) if factual else model
-        infer = _nuts if method == "nuts" else _svi
+        infer = run_nuts if method == "nuts" else run_svi
         latents, diagnostics = infer(
             base, args, kwargs, evidence, latent_sites, settings, infer_key, cache=not factual
         )
@@ -172,7 +211,7 @@ def run_query(
     if latents is not None:
         latents = {k: v.reshape((-1, *v.shape[2:])) for k, v in latents.items()}
         num_draws = next(iter(latents.values())).shape[0] if latents else num_draws
-    arrays, rebuild_args = _split_arguments(args, kwargs)
+    arrays, rebuild_args = split_arguments(args, kwargs)
     worlds = {_FACTUAL: dict(factual or {}), **worlds}
     masks = {_FACTUAL: dict(factual_mask or {}), **masks}
     static_worlds, dynamic_worlds = _split_worlds(worlds)
@@ -180,43 +219,208 @@ def run_query(
         model,
         arguments_key(args, kwargs),
         static_worlds,
-        _shapes(dict(evidence)),
-        _shapes(masks),
-        None if latents is None else _shapes(latents),
+        shapes(dict(evidence)),
+        shapes(masks),
+        None if latents is None else shapes(latents),
         num_draws,
         chains,
         sites,
         extra,
+        sweep,
+        units,
+        draws_per_pass,
     )
+    mesh_axis = _unit_mesh(evidence, units)
+    key = (*key, mesh_axis)
+    call = (rng_key, dict(evidence), latents, dynamic_worlds, dict(masks), arrays)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        layout = (chains, sites, extra)
-        compiled = _COMPILED.put(
-            key, _build(model, worlds, rebuild_args, layout, latents is not None)
-        )
-    keys = jax.random.split(predict_key, num_draws)
-    stacked, other = compiled(keys, dict(evidence), latents, dynamic_worlds, dict(masks), arrays)
-    return Draws(stacked, other, diagnostics)
-
-
-def _build(
-    model: Callable,
-    worlds: Worlds,
-    rebuild_args: Callable,
-    layout: tuple[int, tuple[str, ...], frozenset[str]],
-    with_latents: bool,
-) -> Callable:
-    chains, sites, extra = layout
+        layout = (chains, num_draws, sites, extra, sweep, units, draws_per_pass)
+        if mesh_axis is None:
+            query = _Query(model, worlds, rebuild_args, layout)
+            compiled = (jax.jit(query.main), jax.jit(query.extras))
+        else:
+            compiled = _sharded_chunks(model, worlds, rebuild_args, layout, mesh_axis, call)
+        compiled = _COMPILED.put(key, compiled)
+    main, extras = compiled
+    by_world, nonfinite = main(*call)
+    _raise_if_nonfinite(evidence, nonfinite)
     labels = [label for label in worlds if label != _FACTUAL]
-    keep = set(extra) | set(sites) | {f"{label}.{s}" for label in labels for s in sites}
+    computed = by_world[_FACTUAL]
+    factual_values = LazyGroup(
+        [s for s in sites if s in computed or s in evidence],
+        build_one=lambda s: (
+            computed[s] if s in computed else _as_draws(evidence[s], chains, num_draws)
+        ),
+    )
+    by_world = {"factual": factual_values, **{label: by_world[label] for label in labels}}
+    if sweep is None:
+        stacked: Mapping[str, jax.Array] = LazyGroup(
+            sites, build_one=lambda s: _stack(*(by_world[w][s] for w in by_world))
+        )
+    else:
+        stacked = by_world[sweep.label]
+    other = LazyGroup(sorted(extra), build_all=lambda: extras(*call))
+    return Draws(stacked, other, diagnostics, by_world)
 
-    def one_draw(key, evidence, latents, dynamic_worlds, masks, arrays):
-        args, kwargs = rebuild_args(arrays)
+
+@jax.jit
+def _stack(*values: jax.Array) -> jax.Array:
+    return jnp.stack(values, axis=2)
+
+
+def _as_draws(value: Any, chains: int, num_draws: int) -> jax.Array:
+    """An evidence site as the factual world's ``(chain, draw, ...)`` values."""
+    value = jnp.asarray(value)
+    return jnp.broadcast_to(value, (chains, num_draws // chains, *value.shape))
+
+
+def _raise_if_nonfinite(evidence: Mapping[str, Any], flags: jax.Array | None) -> None:
+    """Raise for evidence the compiled call flagged as holding NaN/inf, with the count
+    (counted here, on the error path only)."""
+    if flags is None:
+        return
+    # sorted, as in _nonfinite_flags: jit hands dicts back with their keys sorted
+    names = [k for k in sorted(evidence) if jnp.issubdtype(evidence[k].dtype, jnp.inexact)]
+    # sharded queries flag per device: (devices * sites,)
+    per_site = np.isfinite(np.asarray(flags).reshape(-1, len(names))).all(axis=0)
+    for name, finite in zip(names, np.atleast_1d(per_site), strict=True):
+        if not finite:
+            values = np.asarray(evidence[name])
+            raise EvidenceError(
+                f"Evidence for '{name}' holds {int(np.sum(~np.isfinite(values)))} NaN/inf "
+                f"value(s) out of {values.size}; drop those units or impute them before the "
+                "query."
+            )
+
+
+def _nonfinite_flags(evidence: Mapping[str, jax.Array]) -> jax.Array | None:
+    """Per inexact evidence site, ``sum(x * 0)``: 0 when every value is finite, NaN
+    otherwise (NaN and inf times 0 are NaN). A float sum, because boolean reductions
+    (``sum(~isfinite(x))``) compile to loops about five times slower on CPU, which at
+    10⁶ units cost more than the query itself."""
+    values = [evidence[k] for k in sorted(evidence)]
+    flags = [jnp.sum(v * 0) for v in values if jnp.issubdtype(v.dtype, jnp.inexact)]
+    return jnp.stack(flags) if flags else None
+
+
+def _unit_mesh(evidence: Mapping[str, Any], units: UnitChunks | None) -> tuple | None:
+    """``(mesh, axis name, devices)`` when chunked evidence is split over devices along
+    the unit axis (see :func:`scm_ppl.shard_units`); then each device runs its own
+    units in chunks (``shard_map``), rather than the partitioner gathering them."""
+    if units is None:
+        return None
+    axes = dict(units.axes)
+    for name, value in evidence.items():
+        sharding = getattr(value, "sharding", None)
+        if not isinstance(sharding, NamedSharding) or axes.get(name) is None:
+            continue
+        axis = value.ndim + axes[name]
+        spec = tuple(sharding.spec) + (None,) * (value.ndim - len(sharding.spec))
+        mesh_axis = spec[axis]
+        if isinstance(mesh_axis, str) and sharding.mesh.shape[mesh_axis] > 1:
+            devices = sharding.mesh.shape[mesh_axis]
+            if units.size % devices == 0 and units.size // devices >= 1:
+                return sharding.mesh, mesh_axis, devices
+    return None
+
+
+def _sharded_chunks(model, worlds, rebuild_args, layout, mesh_axis, call) -> tuple:
+    """The query under ``shard_map``: every device runs the chunked loop on its units."""
+    mesh, axis_name, devices = mesh_axis
+    units, draws_per_pass = layout[5], layout[6]
+    local_size = units.size // devices
+    local_units = units._replace(size=local_size, per_pass=min(units.per_pass, local_size))
+    query = _Query(model, worlds, rebuild_args, (*layout[:5], local_units, draws_per_pass))
+    axes = dict(units.axes)
+    evidence = call[1]
+
+    def spec_of(name: str, ndim: int, axis_from_end: int | None) -> PartitionSpec:
+        if axis_from_end is None:
+            return PartitionSpec()
+        parts: list[str | None] = [None] * ndim
+        parts[ndim + axis_from_end] = axis_name
+        return PartitionSpec(*parts)
+
+    ev_specs = {k: spec_of(k, jnp.ndim(v), axes.get(k)) for k, v in evidence.items()}
+    in_specs = (
+        PartitionSpec(),
+        ev_specs,
+        PartitionSpec(),
+        PartitionSpec(),
+        PartitionSpec(),
+        PartitionSpec(),
+    )
+
+    def local(value: Any, spec: PartitionSpec) -> Any:
+        shape = list(jnp.shape(value))
+        for i, part in enumerate(spec):
+            if part == axis_name:
+                shape[i] //= devices
+        return jax.ShapeDtypeStruct(tuple(shape), jnp.result_type(value))
+
+    local_call = (call[0], {k: local(v, ev_specs[k]) for k, v in evidence.items()}, *call[2:])
+
+    def out_specs(fn: Callable) -> Any:
+        shapes = jax.eval_shape(fn, *local_call)
+        return jax.tree_util.tree_map_with_path(
+            lambda path, leaf: (
+                spec_of("", leaf.ndim, axes.get(_base_site(str(path[-1].key))))
+                if path and hasattr(path[-1], "key")
+                else PartitionSpec(axis_name)
+            ),
+            shapes,
+        )
+
+    before = _TRACES[0]
+    main_specs = out_specs(query.main)
+    _TRACES[0] = before  # the shape probe is not a compilation
+    main = jax.shard_map(
+        query.main, mesh=mesh, in_specs=in_specs, out_specs=main_specs, check_vma=False
+    )
+    extras = jax.shard_map(
+        query.extras,
+        mesh=mesh,
+        in_specs=in_specs,
+        out_specs=out_specs(query.extras),
+        check_vma=False,
+    )
+    return jax.jit(main), jax.jit(extras)
+
+
+class _unit_window(Messenger):
+    """Run the plate ``plate`` on units ``start .. start + size`` only (a subsample)."""
+
+    def __init__(self, fn: Callable, plate: str, start: jax.Array, size: int) -> None:
+        self.plate, self.start, self.size = plate, start, size
+        super().__init__(fn)
+
+    def process_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "plate" and msg["name"] == self.plate:
+            msg["value"] = self.start + jnp.arange(self.size)
+            msg["args"] = (msg["args"][0], self.size)
+
+
+def _base_site(name: str) -> str:
+    return name.split(".", 1)[1] if "." in name else name
+
+
+class _Query:
+    """The compiled functions of one query structure (see :func:`run_query`)."""
+
+    def __init__(self, model: Callable, worlds: Worlds, rebuild_args: Callable, layout: tuple):
+        self.model, self.worlds, self.rebuild_args = model, worlds, rebuild_args
+        (self.chains, self.num_draws, self.sites, self.extra) = layout[:4]
+        self.sweep, self.units, self.draws_per_pass = layout[4:]
+        self.labels = [label for label in worlds if label != _FACTUAL]
+
+    def _one_draw(self, keep, window, key, evidence, latents, dynamic_worlds, masks, arrays):
+        args, kwargs = self.rebuild_args(arrays)
         masks = dict(masks)
-        rebuilt = _rebuild_worlds(worlds, dynamic_worlds)
-        base = model
+        rebuilt = _rebuild_worlds(self.worlds, dynamic_worlds)
+        base = self.model
         if rebuilt[_FACTUAL]:
-            base = do(model, rebuilt.pop(_FACTUAL), mask=masks.pop(_FACTUAL) or None)
+            base = do(self.model, rebuilt.pop(_FACTUAL), mask=masks.pop(_FACTUAL) or None)
         else:
             rebuilt.pop(_FACTUAL)
             masks.pop(_FACTUAL)
@@ -224,6 +428,8 @@ def _build(
         program = handlers.condition(program, data=evidence)
         if latents is not None:
             program = handlers.substitute(program, data=latents)
+        if window is not None:
+            program = _unit_window(program, self.units.plate, window, self.units.per_pass)
         tr = handlers.trace(handlers.seed(program, key)).get_trace(*args, **kwargs)
         return {
             name: site["value"]
@@ -231,114 +437,148 @@ def _build(
             if site["type"] in ("sample", "deterministic") and name in keep
         }
 
-    def all_draws(keys, evidence, latents, dynamic_worlds, masks, arrays):
-        _TRACES[0] += 1
-        axes = (0, None, 0 if with_latents else None, None, None, None)
-        values = jax.vmap(one_draw, in_axes=axes)(
-            keys, evidence, latents, dynamic_worlds, masks, arrays
-        )
-        # Lay results out inside the compiled call: outside it, each reshape and stack
-        # would be a separate dispatch costing more than the arithmetic itself.
-        values = {k: v.reshape((chains, -1, *v.shape[1:])) for k, v in values.items()}
-        stacked = {
-            s: jnp.stack([values[s]] + [values[f"{label}.{s}"] for label in labels], axis=2)
-            for s in sites
+    def _draws(self, keep, rng_key, evidence, latents, dynamic_worlds, masks, arrays):
+        """Every draw of the kept sites, ``(chain, draw, ...)``, in chunks of units."""
+        _, predict_key = jax.random.split(rng_key)
+        keys = jax.random.split(predict_key, self.num_draws)
+        axes = (0, None, 0 if latents is not None else None, None, None, None)
+
+        def pass_(window, evidence, dynamic_worlds, masks):
+            one = lambda *a: self._one_draw(keep, window, *a)
+            per_pass = self.draws_per_pass
+            if per_pass is None or per_pass >= self.num_draws:
+                values = jax.vmap(one, in_axes=axes)(
+                    keys, evidence, latents, dynamic_worlds, masks, arrays
+                )
+            else:  # lax.map vmaps within each batch of draws and loops over batches
+                values = jax.lax.map(
+                    lambda kl: one(kl[0], evidence, kl[1], dynamic_worlds, masks, arrays),
+                    (keys, latents),
+                    batch_size=per_pass,
+                )
+            return {k: v.reshape((self.chains, -1, *v.shape[1:])) for k, v in values.items()}
+
+        if self.units is None:
+            return pass_(None, evidence, dynamic_worlds, masks)
+        return self._chunked(pass_, evidence, dynamic_worlds, masks)
+
+    def _chunked(self, pass_, evidence, dynamic_worlds, masks):
+        units = self.units
+        axes = dict(units.axes)
+        per, n = units.per_pass, units.size
+        count = -(-n // per)
+
+        def slice_all(start):
+            ev = {k: _slice(v, axes.get(k), start, per, n) for k, v in evidence.items()}
+            dyn = {
+                label: {s: _slice(v, axes.get(s), start, per, n) for s, v in vals.items()}
+                for label, vals in dynamic_worlds.items()
+            }
+            ms = {
+                label: {s: _slice(v, axes.get(s), start, per, n) for s, v in vals.items()}
+                for label, vals in masks.items()
+            }
+            return ev, dyn, ms
+
+        shapes = jax.eval_shape(lambda s: pass_(s, *slice_all(s)), jnp.zeros((), jnp.int32))
+        out = {
+            name: jnp.zeros(_full_shape(sd.shape, axes.get(_base_site(name)), n), sd.dtype)
+            for name, sd in shapes.items()
         }
-        return stacked, {k: values[k] for k in extra}
 
-    return jax.jit(all_draws)
+        def body(i, out):
+            # The last window ends at the last unit (it may overlap the one before: the
+            # overlap is recomputed with the same answer, so no padding copy is needed).
+            start = jnp.minimum(i * per, n - per)
+            values = pass_(start, *slice_all(start))
+            return {
+                name: value
+                if axes.get(_base_site(name)) is None
+                else jax.lax.dynamic_update_slice_in_dim(
+                    out[name], value, start, value.ndim + axes[_base_site(name)]
+                )
+                for name, value in values.items()
+            }
 
+        return jax.lax.fori_loop(0, count, body, out)
 
-def _conditioned(model: Callable, args: tuple, kwargs: Mapping[str, Any]) -> tuple[Callable, list]:
-    """The program conditioned on evidence, taking ``(evidence, array_arguments)``.
+    def _keep(self, factual_sites):
+        labelled = {f"{label}.{s}" for label in self.labels for s in self.sites}
+        return frozenset(labelled | set(factual_sites))
 
-    Only array arguments are traced: plate sizes and flags stay Python values, so
-    ``jit_model_args`` can reuse one compiled sampler across evidence values.
-    """
-    arrays, rebuild = _split_arguments(args, kwargs)
-
-    def conditioned(evidence, arrays):
-        args, kwargs = rebuild(arrays)
-        return handlers.condition(model, data=evidence)(*args, **kwargs)
-
-    return conditioned, arrays
-
-    return conditioned
-
-
-def _nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
-    key = (model, arguments_key(args, kwargs), _shapes(dict(evidence)), settings)
-    mcmc = _MCMC.get(key) if cache else None
-    conditioned, arrays = _conditioned(model, args, kwargs)
-    if mcmc is None:
-        chain_method = (
-            "parallel" if jax.local_device_count() >= settings.num_chains else "vectorized"
-        )
-        mcmc = MCMC(
-            NUTS(conditioned),
-            num_warmup=settings.num_warmup,
-            num_samples=settings.num_samples,
-            num_chains=settings.num_chains,
-            chain_method=chain_method,
-            progress_bar=False,
-            jit_model_args=True,
-        )
-        if cache:
-            _MCMC.put(key, mcmc)
-    mcmc.run(rng_key, dict(evidence), arrays, extra_fields=("diverging",))
-    samples = mcmc.get_samples(group_by_chain=True)
-    latents = {name: samples[name] for name in latent_sites if name in samples}
-    diagnostics = nuts_diagnostics(latents, mcmc.get_extra_fields()["diverging"])
-    _warn_if_unreliable(diagnostics, settings.num_chains)
-    return latents, diagnostics
-
-
-def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, float]:
-    """Divergences, max split r_hat and min ESS of ``(chain, draw, ...)`` samples."""
-    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-
-    out = {"divergences": float(np.sum(np.asarray(diverging)))}
-    if samples:
-        arrays = [np.asarray(v) for v in samples.values()]
-        out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a in arrays)
-        out["min_ess"] = min(float(np.nanmin(effective_sample_size(a))) for a in arrays)
-    return out
-
-
-def nuts_problems(diagnostics: Mapping[str, float], min_ess: float | None) -> list[str]:
-    """What looks wrong in :func:`nuts_diagnostics` (ESS is judged only if ``min_ess``)."""
-    problems = []
-    if diagnostics.get("divergences", 0) > 0:
-        problems.append(f"{int(diagnostics['divergences'])} divergent transitions")
-    if diagnostics.get("max_r_hat", 1.0) > 1.05:
-        problems.append(f"max r_hat {diagnostics['max_r_hat']:.3f} > 1.05")
-    if min_ess is not None and diagnostics.get("min_ess", np.inf) < min_ess:
-        problems.append(f"min ESS {diagnostics['min_ess']:.0f}")
-    return problems
-
-
-def _warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> None:
-    problems = nuts_problems(diagnostics, min_ess=100 * num_chains)
-    if problems:
-        warnings.warn(
-            "NUTS abduction may be unreliable: " + "; ".join(problems) + ". Increase "
-            "num_warmup/num_samples, reparametrise the program, or check the evidence.",
-            InferenceWarning,
-            stacklevel=5,  # the user's call: counterfactual -> run_query -> _nuts -> here
+    def main(self, rng_key, evidence, latents, dynamic_worlds, masks, arrays):
+        _TRACES[0] += 1
+        nonfinite = _nonfinite_flags(evidence)
+        call = (rng_key, evidence, latents, dynamic_worlds, masks, arrays)
+        factual_sites = [s for s in self.sites if s not in evidence]
+        if self.sweep is None:
+            values = self._draws(self._keep(factual_sites), *call)
+            return self._by_world(values), nonfinite
+        sweep = self.sweep
+        grid = dynamic_worlds[sweep.label][sweep.site]
+        first = self._at_first_value(dynamic_worlds)
+        factual = (
+            self._draws(frozenset(factual_sites), rng_key, evidence, latents, first, masks, arrays)
+            if factual_sites
+            else {}
         )
 
+        def at_value(value):
+            dyn = {label: dict(v) for label, v in dynamic_worlds.items()}
+            dyn[sweep.label][sweep.site] = value
+            if sweep.reduce_to is not None:
+                outcome = f"{sweep.label}.{sweep.reduce_to}"
+                y = self._draws(
+                    frozenset({outcome}), rng_key, evidence, latents, dyn, masks, arrays
+                )[outcome]
+                return jnp.mean(y, axis=tuple(range(2, y.ndim)))
+            keep = frozenset(f"{sweep.label}.{s}" for s in self.sites)
+            return self._draws(keep, rng_key, evidence, latents, dyn, masks, arrays)
 
-def _svi(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
-    del cache  # SVI state is rebuilt per query: its cost is the optimisation, not tracing
-    conditioned, arrays = _conditioned(model, args, kwargs)
-    guide = AutoNormal(conditioned)
-    svi = SVI(conditioned, guide, Adam(settings.svi_learning_rate), Trace_ELBO())
-    fit_key, sample_key = jax.random.split(rng_key)
-    result = svi.run(fit_key, settings.svi_steps, dict(evidence), arrays, progress_bar=False)
-    guide_draws = guide.sample_posterior(
-        sample_key, result.params, dict(evidence), arrays, sample_shape=(settings.num_samples,)
-    )
-    draws: dict[str, Any] = guide_draws  # type: ignore[assignment]  # numpyro types it loosely
-    latents = {name: draws[name][None] for name in latent_sites if name in draws}
-    tail = np.asarray(result.losses[-max(1, settings.svi_steps // 10) :])
-    return latents, {"final_elbo_loss": float(np.mean(tail))}
+        mapped = jax.lax.map(at_value, grid, batch_size=sweep.values_per_pass)
+        # (value, chain, draw, ...) -> (chain, draw, value, ...): a free reshape for one draw.
+        mapped = jax.tree.map(lambda v: jnp.moveaxis(v, 0, 2), mapped)
+        if sweep.reduce_to is not None:
+            return {_FACTUAL: factual, sweep.label: {sweep.reduce_to: mapped}}, nonfinite
+        by_world = self._by_world(mapped)
+        by_world[_FACTUAL] = factual
+        return by_world, nonfinite
+
+    def _at_first_value(self, dynamic_worlds):
+        """The worlds with the swept site at its first value (for what does not depend
+        on it: the factual world, the noise)."""
+        assert self.sweep is not None
+        out = {label: dict(v) for label, v in dynamic_worlds.items()}
+        out[self.sweep.label][self.sweep.site] = out[self.sweep.label][self.sweep.site][0]
+        return out
+
+    def _by_world(self, values):
+        out = {_FACTUAL: {s: values[s] for s in self.sites if s in values}}
+        for label in self.labels:
+            prefix = f"{label}."
+            out[label] = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        return out
+
+    def extras(self, rng_key, evidence, latents, dynamic_worlds, masks, arrays):
+        if self.sweep is not None:  # the swept value does not reach the factual world
+            dynamic_worlds = self._at_first_value(dynamic_worlds)
+        return self._draws(self.extra, rng_key, evidence, latents, dynamic_worlds, masks, arrays)
+
+
+def _slice(value: Any, axis_from_end: int | None, start: jax.Array, per: int, n: int) -> Any:
+    """The window of a per-unit array; arrays without the unit axis (scalars, broadcast
+    values, sites outside the plate) pass unchanged."""
+    if value is None or axis_from_end is None or not hasattr(value, "shape"):
+        return value
+    axis = value.ndim + axis_from_end
+    if axis < 0 or value.shape[axis] != n:
+        return value
+    return jax.lax.dynamic_slice_in_dim(value, start, per, axis)
+
+
+def _full_shape(chunk_shape: tuple[int, ...], axis_from_end: int | None, n: int) -> tuple:
+    if axis_from_end is None:
+        return tuple(chunk_shape)
+    shape = list(chunk_shape)
+    shape[len(shape) + axis_from_end] = n
+    return tuple(shape)

@@ -20,13 +20,21 @@ import numpy as np
 from numpyro import handlers
 
 from scm_ppl._cache import LRUCache
+from scm_ppl._posterior_draws import FIT_POSTERIOR
 from scm_ppl.errors import EvidenceError, InterventionError, NoiseViewError, ProgramError
 from scm_ppl.graph import distribution_name
 from scm_ppl.graph import graph as program_graph
 from scm_ppl.intervention import Intervention
 from scm_ppl.noise import noise_view
 
-__all__ = ["ProgramInfo", "SiteInfo", "check_evidence", "check_interventions", "inspect_program"]
+__all__ = [
+    "ProgramInfo",
+    "SiteInfo",
+    "check_evidence",
+    "check_finite",
+    "check_interventions",
+    "inspect_program",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class SiteInfo:
     coupling: str | None
     noise_error: str | None  # why the site has no noise view, if it has none
     batch_dims: tuple[str | None, ...]  # plate name of each batch axis (None: no plate)
+    fit_posterior: bool = False  # a global site drawn from a Bayesian fit's posterior
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ def _site_info(name: str, site: Mapping[str, Any]) -> SiteInfo:
     return SiteInfo(
         name, "sample", shape, dtype, bool(site["is_observed"]), distribution_name(fn),
         discrete, invertible, coupling, error, _batch_dims(site, len(shape) - event_ndim),
+        bool((site.get("infer") or {}).get(FIT_POSTERIOR)),
     )  # fmt: skip
 
 
@@ -164,8 +174,15 @@ def _unknown_site_message(what: str, unknown: list[str], info: ProgramInfo) -> s
     return f"Unknown {what} {noun} {shown}; the program has sites {info.names()}."
 
 
-def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Validate evidence against the program and return it as arrays of the site's shape."""
+def check_evidence(
+    info: ProgramInfo, evidence: Mapping[str, Any] | None, *, finite: bool = True
+) -> dict[str, Any]:
+    """Validate evidence against the program and return it as arrays of the site's shape.
+
+    ``finite=False`` leaves the NaN/inf check to the caller: the queries count non-finite
+    values inside their compiled call (no extra pass over device-resident evidence) and
+    raise before returning an answer; see :func:`check_finite` for the standalone check.
+    """
     if evidence is None:
         return {}
     if not isinstance(evidence, Mapping):
@@ -204,7 +221,8 @@ def check_evidence(info: ProgramInfo, evidence: Mapping[str, Any] | None) -> dic
             # numpy arrays reach the device in one batch with the compiled call's arguments
             array = xp.broadcast_to(array.astype(site.dtype), site.shape)
         out[name] = array
-    _check_finite(out)
+    if finite:
+        check_finite(out)
     return out
 
 
@@ -213,7 +231,8 @@ def _nonfinite_counts(arrays: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {k: jnp.sum(~jnp.isfinite(v)) for k, v in arrays.items()}
 
 
-def _check_finite(evidence: Mapping[str, Any]) -> None:
+def check_finite(evidence: Mapping[str, Any]) -> None:
+    """Raise :class:`~scm_ppl.EvidenceError` naming each evidence site with NaN/inf."""
     inexact = {k: v for k, v in evidence.items() if jnp.issubdtype(v.dtype, jnp.inexact)}
     on_device = {k: v for k, v in inexact.items() if isinstance(v, jax.Array)}
     counts = {k: int(np.sum(~np.isfinite(v))) for k, v in inexact.items() if k not in on_device}
@@ -259,7 +278,16 @@ def check_interventions(
         else:
             shape = tuple(iv.value.batch_shape) + tuple(iv.value.event_shape)
             _check_broadcast(name, "distribution's shape", shape, site.shape)
+    if mask is not None and not isinstance(mask, Mapping):
+        raise InterventionError(
+            f"mask= must be a mapping {{site: boolean array}}; got {type(mask).__name__}."
+        )
     for name, m in (mask or {}).items():
+        if name not in interventions:
+            raise InterventionError(
+                f"Mask given for {[name]}, which is not intervened on; masks must name sites "
+                f"in {sorted(interventions)}."
+            )
         _check_broadcast(name, "mask", np.shape(m), info.sites[name].shape)
 
 

@@ -1,0 +1,143 @@
+"""Abduction by inference: NUTS or SVI over a program's latent sites given evidence.
+
+The queries of :mod:`scm_ppl.engine` substitute the draws these return into their
+compiled prediction pass. Only array arguments of the program are traced; plate sizes
+and flags stay Python values, so one compiled sampler serves every evidence value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoNormal
+from numpyro.optim import Adam
+
+from scm_ppl._cache import LRUCache
+from scm_ppl.errors import InferenceWarning
+from scm_ppl.program import arguments_key
+
+__all__ = ["nuts_diagnostics", "nuts_problems", "run_nuts", "run_svi", "shapes", "split_arguments"]
+
+_MCMC = LRUCache(32)
+
+
+def split_arguments(args: tuple, kwargs: Mapping[str, Any]) -> tuple[list, Callable]:
+    """Array arguments are traced; everything else (plate sizes, flags) is static."""
+    leaves, treedef = jax.tree_util.tree_flatten((tuple(args), dict(kwargs)))
+    is_array = [isinstance(x, (np.ndarray, jax.Array)) for x in leaves]
+    arrays = [x for x, a in zip(leaves, is_array, strict=True) if a]
+
+    def rebuild(traced: list) -> tuple[tuple, dict]:
+        it = iter(traced)
+        full = [next(it) if a else x for x, a in zip(leaves, is_array, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, full)
+
+    return arrays, rebuild
+
+
+def shapes(tree: Any) -> Any:
+    """A hashable description of a pytree's structure, shapes and dtypes."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves)
+
+
+def _conditioned(model: Callable, args: tuple, kwargs: Mapping[str, Any]) -> tuple[Callable, list]:
+    """The program conditioned on evidence, taking ``(evidence, array_arguments)``.
+
+    Only array arguments are traced: plate sizes and flags stay Python values, so
+    ``jit_model_args`` can reuse one compiled sampler across evidence values.
+    """
+    arrays, rebuild = split_arguments(args, kwargs)
+
+    def conditioned(evidence, arrays):
+        args, kwargs = rebuild(arrays)
+        return handlers.condition(model, data=evidence)(*args, **kwargs)
+
+    return conditioned, arrays
+
+    return conditioned
+
+
+def run_nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
+    key = (model, arguments_key(args, kwargs), shapes(dict(evidence)), settings)
+    mcmc = _MCMC.get(key) if cache else None
+    conditioned, arrays = _conditioned(model, args, kwargs)
+    if mcmc is None:
+        chain_method = (
+            "parallel" if jax.local_device_count() >= settings.num_chains else "vectorized"
+        )
+        mcmc = MCMC(
+            NUTS(conditioned),
+            num_warmup=settings.num_warmup,
+            num_samples=settings.num_samples,
+            num_chains=settings.num_chains,
+            chain_method=chain_method,
+            progress_bar=False,
+            jit_model_args=True,
+        )
+        if cache:
+            _MCMC.put(key, mcmc)
+    mcmc.run(rng_key, dict(evidence), arrays, extra_fields=("diverging",))
+    samples = mcmc.get_samples(group_by_chain=True)
+    latents = {name: samples[name] for name in latent_sites if name in samples}
+    diagnostics = nuts_diagnostics(latents, mcmc.get_extra_fields()["diverging"])
+    _warn_if_unreliable(diagnostics, settings.num_chains)
+    return latents, diagnostics
+
+
+def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, float]:
+    """Divergences, max split r_hat and min ESS of ``(chain, draw, ...)`` samples."""
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+    out = {"divergences": float(np.sum(np.asarray(diverging)))}
+    if samples:
+        arrays = [np.asarray(v) for v in samples.values()]
+        out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a in arrays)
+        out["min_ess"] = min(float(np.nanmin(effective_sample_size(a))) for a in arrays)
+    return out
+
+
+def nuts_problems(diagnostics: Mapping[str, float], min_ess: float | None) -> list[str]:
+    """What looks wrong in :func:`nuts_diagnostics` (ESS is judged only if ``min_ess``)."""
+    problems = []
+    if diagnostics.get("divergences", 0) > 0:
+        problems.append(f"{int(diagnostics['divergences'])} divergent transitions")
+    if diagnostics.get("max_r_hat", 1.0) > 1.05:
+        problems.append(f"max r_hat {diagnostics['max_r_hat']:.3f} > 1.05")
+    if min_ess is not None and diagnostics.get("min_ess", np.inf) < min_ess:
+        problems.append(f"min ESS {diagnostics['min_ess']:.0f}")
+    return problems
+
+
+def _warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> None:
+    problems = nuts_problems(diagnostics, min_ess=100 * num_chains)
+    if problems:
+        warnings.warn(
+            "NUTS abduction may be unreliable: " + "; ".join(problems) + ". Increase "
+            "num_warmup/num_samples, reparametrise the program, or check the evidence.",
+            InferenceWarning,
+            stacklevel=5,  # the user's call: counterfactual -> run_query -> _nuts -> here
+        )
+
+
+def run_svi(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
+    del cache  # SVI state is rebuilt per query: its cost is the optimisation, not tracing
+    conditioned, arrays = _conditioned(model, args, kwargs)
+    guide = AutoNormal(conditioned)
+    svi = SVI(conditioned, guide, Adam(settings.svi_learning_rate), Trace_ELBO())
+    fit_key, sample_key = jax.random.split(rng_key)
+    result = svi.run(fit_key, settings.svi_steps, dict(evidence), arrays, progress_bar=False)
+    guide_draws = guide.sample_posterior(
+        sample_key, result.params, dict(evidence), arrays, sample_shape=(settings.num_samples,)
+    )
+    draws: dict[str, Any] = guide_draws  # type: ignore[assignment]  # numpyro types it loosely
+    latents = {name: draws[name][None] for name in latent_sites if name in draws}
+    tail = np.asarray(result.losses[-max(1, settings.svi_steps // 10) :])
+    return latents, {"final_elbo_loss": float(np.mean(tail))}
