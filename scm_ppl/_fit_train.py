@@ -103,6 +103,8 @@ def _compiled_epoch(
         tuple(sizes),
         steps,
         optimizer_key,
+        o.icm_penalty,
+        tuple(o.icm_pairs),
     )
     cached = _COMPILED.get(key)
     if cached is not None:
@@ -126,13 +128,15 @@ def _compiled_epoch(
                 d if i is None else {s: v[i] for s, v in d.items()}
                 for d, i in zip(data, idx, strict=True)
             ]
-            loss, grads = jax.value_and_grad(o.loss)(state, batches, step_key, const, sizes, total)
+            (loss, penalty), grads = jax.value_and_grad(o.loss_and_penalty, has_aux=True)(
+                state, batches, step_key, const, sizes, total
+            )
             updates, opt_state = optimizer.update(grads, opt_state, state)
-            return (optax.apply_updates(state, updates), opt_state), loss
+            return (optax.apply_updates(state, updates), opt_state), (loss, penalty)
 
         xs = (index, jax.random.split(keys[-1], steps))
-        (state, opt_state), losses = jax.lax.scan(step, (state, opt_state), xs)
-        return state, opt_state, losses
+        (state, opt_state), (losses, penalties) = jax.lax.scan(step, (state, opt_state), xs)
+        return state, opt_state, losses, penalties
 
     return _COMPILED.put(key, (jax.jit(epoch), jax.jit(o.validation_loss)))
 
@@ -168,6 +172,7 @@ def fit_gradient(
     best_state, best_value, best_epoch, wait = state, math.inf, 0, 0
     losses: list[float] = []
     valid_losses: list[float] = []
+    penalties: list[float] = []
     stopped = False
     bar = _Progress(progress, num_epochs, f"fit ({settings['method']})")
     # One key for every validation pass (common random numbers): with local latents the
@@ -178,9 +183,13 @@ def fit_gradient(
     try:
         for epoch_number in range(1, num_epochs + 1):
             key, epoch_key = jax.random.split(key)
-            state, opt_state, step_losses = run_epoch(state, opt_state, train_dev, const, epoch_key)
+            state, opt_state, step_losses, step_penalties = run_epoch(
+                state, opt_state, train_dev, const, epoch_key
+            )
             valid_loss = run_valid(state, valid_dev, valid_key, const) if has_valid else None
-            step_losses, valid_loss = jax.device_get((step_losses, valid_loss))
+            step_losses, step_penalties, valid_loss = jax.device_get(
+                (step_losses, step_penalties, valid_loss)
+            )
             finite = np.isfinite(step_losses)
             if not finite.all():
                 first = int(np.argmin(finite))
@@ -188,7 +197,10 @@ def fit_gradient(
                 raise _diverged("loss", step_losses[first], epoch_number, detail, settings)
             if valid_loss is not None and not np.isfinite(valid_loss):
                 raise _diverged("validation loss", valid_loss, epoch_number, "", settings)
-            losses.append(float(np.mean(step_losses)))
+            # The learning curve keeps the data term and the penalty apart, so penalised and
+            # plain fits compare on the same scale.
+            losses.append(float(np.mean(step_losses - step_penalties)))
+            penalties.append(float(np.mean(step_penalties)))
             if valid_loss is not None:
                 valid_losses.append(float(valid_loss))
             monitored = valid_losses[-1] if valid_loss is not None else losses[-1]
@@ -207,12 +219,13 @@ def fit_gradient(
     curve = (np.asarray(losses), np.asarray(valid_losses), best_epoch, stopped)
     seconds = time.perf_counter() - start
     settings = {**settings, "epochs_run": len(losses), "steps_per_epoch": steps}
+    penalty_curve = np.asarray(penalties) if objective.icm_pairs else np.zeros(0)
     if not objective.bayesian:
-        return Estimate(params, values, {}, {}, {}, *curve, seconds, settings)
+        return Estimate(params, values, {}, {}, {}, *curve, seconds, settings, penalty_curve)
     loc = dict(final["loc"])
     scale = {k: jax.nn.softplus(v) for k, v in final["scale"].items()}
     samples = {}
     for i, (name, m) in enumerate(sorted(loc.items())):
         z = m + scale[name] * jax.random.normal(jax.random.fold_in(key, i), (num_samples, *m.shape))
         samples[name] = biject_to(objective.structure.supports[name])(z)
-    return Estimate(params, {}, loc, scale, samples, *curve, seconds, settings)
+    return Estimate(params, {}, loc, scale, samples, *curve, seconds, settings, penalty_curve)
