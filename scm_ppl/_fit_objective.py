@@ -10,7 +10,7 @@ or a diagonal Gaussian for ``"svi"``) and ``encoder`` (the proposal for local la
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -22,7 +22,9 @@ from numpyro.distributions.transforms import IdentityTransform, biject_to
 from numpyro.primitives import Messenger
 
 from scm_ppl._fit_data import Structure
+from scm_ppl._fit_icm import IcmPair, captured_sites, icm_penalty_value
 from scm_ppl._fit_regimes import Regime
+from scm_ppl._posterior_draws import FIT_POSTERIOR, PosteriorDraws
 from scm_ppl.handlers import do
 
 __all__ = ["Estimate", "Objective", "feature_stats", "fitted_sites", "initial_state", "num_rows"]
@@ -45,6 +47,7 @@ class Estimate(NamedTuple):
     stopped_early: bool
     seconds: float
     settings: dict[str, Any]
+    penalties: np.ndarray = np.zeros(0)  # the ICM penalty per epoch (empty without one)
 
 
 def num_rows(batch: Mapping[str, Any]) -> int:
@@ -54,11 +57,28 @@ def num_rows(batch: Mapping[str, Any]) -> int:
 
 class fitted_sites(Messenger):
     """Fix MAP-estimated global latents (they become deterministic), and replace the prior
-    of Bayesian ones by their fitted posterior: a diagonal Normal in unconstrained space."""
+    of Bayesian ones by their fitted posterior: the draws themselves where given (NUTS),
+    else a diagonal Normal in unconstrained space (SVI). Bayesian sites are marked, so
+    abduction draws them as they are instead of conditioning them again."""
 
-    def __init__(self, fn: Callable, fixed: Mapping, loc: Mapping, scale: Mapping) -> None:
+    def __init__(
+        self,
+        fn: Callable,
+        fixed: Mapping,
+        loc: Mapping,
+        scale: Mapping,
+        draws: Mapping | None = None,
+    ) -> None:
         self.fixed, self.loc, self.scale = dict(fixed), dict(loc), dict(scale)
+        self.draws = dict(draws or {})
+        self._draw: jax.Array | None = None
+        self._carrier: dict[str, Any] | None = None
         super().__init__(fn)
+
+    def __enter__(self) -> Any:
+        self._draw = None  # the index of the posterior draw this run of the program uses
+        self._carrier = None  # the message of the site that carries it
+        return super().__enter__()
 
     def process_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] != "sample" or msg.get("is_observed"):
@@ -66,8 +86,24 @@ class fitted_sites(Messenger):
         name = msg["name"]
         if name in self.fixed:
             msg.update(type="deterministic", value=self.fixed[name], is_observed=False)
+        elif name in self.draws and self._draw is not None:
+            msg.update(type="deterministic", value=self.draws[name][self._draw], is_observed=False)
+        elif name in self.draws:
+            self._carrier = msg
+            msg["fn"] = PosteriorDraws(self.draws[name])
+            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
         elif name in self.loc:
             msg["fn"] = _posterior_distribution(msg["fn"], self.loc[name], self.scale[name])
+            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
+
+    def postprocess_message(self, msg: dict[str, Any]) -> None:
+        # The message itself, not its name or type: outer handlers (world prefixes, noise
+        # replay) may have renamed it or made it deterministic by now.
+        if self._draw is None and msg is self._carrier:
+            # One draw of *all* the weights per run, or the mechanisms would mix draws: the
+            # later sites take the draw whose value the first one holds (draws of
+            # continuous weights are distinct, so the match is exact).
+            self._draw = msg["fn"].index_of(msg["value"])
 
 
 def _posterior_distribution(prior: Any, loc: jax.Array, scale: jax.Array) -> Any:
@@ -131,6 +167,8 @@ class Objective:
         local: dict[str, tuple[int, ...]],
         num_particles: int,
         bayesian: bool,
+        icm_penalty: float = 0.0,
+        icm_pairs: Sequence[IcmPair] = (),
     ) -> None:
         self.model, self.plate, self.size_arg, self.kwargs = model, plate, size_arg, kwargs
         self.regimes, self.labels, self.structure = regimes, labels, structure
@@ -138,6 +176,8 @@ class Objective:
         discrete = {k for k in local if getattr(structure.supports[k], "is_discrete", False)}
         self.prior_local = frozenset(discrete)
         self.local = {k: v for k, v in local.items() if k not in discrete}
+        self.icm_penalty, self.icm_pairs = float(icm_penalty), list(icm_pairs)
+        self.captured = captured_sites(self.icm_pairs)
 
     def program(self, label: int, batch: Mapping[str, jax.Array], values: Mapping) -> Callable:
         program: Callable = handlers.substitute(self.model, data=dict(values))
@@ -168,6 +208,20 @@ class Objective:
         const: Mapping,
     ) -> tuple[jax.Array, jax.Array]:
         """Per-unit log-likelihood estimate ``(n,)`` and the log density outside the plate."""
+        unit, outside, _ = self.terms_and_sites(values, encoder, label, batch, n, key, const)
+        return unit, outside
+
+    def terms_and_sites(
+        self,
+        values: Mapping,
+        encoder: Mapping,
+        label: int,
+        batch: Mapping,
+        n: int,
+        key: jax.Array,
+        const: Mapping,
+    ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+        """:meth:`terms`, and the values of the sites the ICM penalty reads (first particle)."""
         program = self.program(label, batch, values)
         kwargs = {self.size_arg: n, **self.kwargs}
         proposals = {}
@@ -177,7 +231,7 @@ class Objective:
                 loc = f @ e["w_loc"] + e["b_loc"]
                 proposals[site] = (loc, jax.nn.softplus(f @ e["w_scale"] + e["b_scale"]))
 
-        def once(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def once(key: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
             sample_key, run_key = jax.random.split(key)
             drawn, log_q = {}, jnp.zeros(n)
             for i, (site, (loc, scale)) in enumerate(sorted(proposals.items())):
@@ -190,12 +244,13 @@ class Objective:
             run = handlers.substitute(program, data=drawn) if drawn else program
             tr = handlers.trace(handlers.seed(run, run_key)).get_trace(**kwargs)
             unit, outside = _log_prob_terms(tr, self.plate, n, self.prior_local)
-            return unit - log_q, outside
+            return unit - log_q, outside, {s: tr[s]["value"] for s in self.captured}
 
         if self.num_particles == 1:
             return once(key)
-        unit, outside = jax.vmap(once)(jax.random.split(key, self.num_particles))
-        return jax.nn.logsumexp(unit, axis=0) - math.log(self.num_particles), outside[0]
+        unit, outside, sites = jax.vmap(once)(jax.random.split(key, self.num_particles))
+        log_mean = jax.nn.logsumexp(unit, axis=0) - math.log(self.num_particles)
+        return log_mean, outside[0], {s: v[0] for s, v in sites.items()}
 
     def constrain(self, state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         s = self.structure
@@ -215,6 +270,18 @@ class Objective:
         total: int,
     ) -> jax.Array:
         """Negative log joint (MAP) or negative ELBO (SVI) per row, from minibatches."""
+        return self.loss_and_penalty(state, batches, key, const, sizes, total)[0]
+
+    def loss_and_penalty(
+        self,
+        state: Mapping[str, Any],
+        batches: list,
+        key: jax.Array,
+        const: Mapping,
+        sizes: list,
+        total: int,
+    ) -> tuple[jax.Array, jax.Array]:
+        """The penalised loss per row and, apart, the ICM penalty ``λ Σ (log ρ)²`` in it."""
         params, values = self.constrain(state)
         keys = jax.random.split(key, len(batches) + 1)
         log_q = jnp.zeros(())
@@ -227,16 +294,21 @@ class Objective:
                 log_q = log_q + jnp.sum(dist.Normal(loc, scale).log_prob(z))
                 log_q = log_q - jnp.sum(transform.log_abs_det_jacobian(z, values[name]))
         log_joint = -log_q
+        captured: dict[str, jax.Array] = {}
         for i, (label, batch, (rows, size)) in enumerate(
             zip(self.labels, batches, sizes, strict=True)
         ):
-            unit, outside = self.terms(
+            unit, outside, sites = self.terms_and_sites(
                 {**params, **values}, state["encoder"], label, batch, size, keys[i], const
             )
             log_joint = log_joint + (rows / size) * jnp.sum(unit)
             if i == 0:  # global sites (priors on weights) count once, from the first regime
                 log_joint = log_joint + outside
-        return -log_joint / total
+                captured = sites
+        penalty = jnp.zeros(())
+        if self.icm_pairs:
+            penalty = self.icm_penalty * icm_penalty_value(self.icm_pairs, params, captured)
+        return -log_joint / total + penalty, penalty
 
     def validation_loss(
         self, state: Mapping[str, Any], batches: list, key: jax.Array, const: Mapping

@@ -38,6 +38,7 @@ usual randomised experiment, ``do(x = random values)``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -49,6 +50,7 @@ import optax
 from numpyro import handlers
 
 from scm_ppl._fit_data import check_settings, check_structure, discover, prepare, split_rows
+from scm_ppl._fit_icm import IcmPair, resolve_pairs
 from scm_ppl._fit_nuts import fit_nuts
 from scm_ppl._fit_objective import Estimate, Objective, fitted_sites, num_rows
 from scm_ppl._fit_regimes import describe_regime
@@ -74,7 +76,9 @@ class FitHistory(NamedTuple):
 
     ``losses`` is the training objective per training row (negative log joint, or
     negative ELBO, divided by the number of rows); ``validation_losses`` the negative
-    log-likelihood per held-out row at the end of each epoch.
+    log-likelihood per held-out row at the end of each epoch. With ``icm_penalty``,
+    ``losses`` hold the data term alone and ``penalties`` the penalty ``λ Σ (log ρ)²``
+    per epoch (the optimised objective is their sum); ``penalties`` is empty otherwise.
     """
 
     losses: np.ndarray
@@ -82,6 +86,7 @@ class FitHistory(NamedTuple):
     best_epoch: int
     stopped_early: bool
     seconds: float
+    penalties: np.ndarray = np.zeros(0)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -127,7 +132,10 @@ class FittedSCM:
     def __post_init__(self) -> None:
         program: Callable = handlers.substitute(self.base_model, data=dict(self.params))
         if self.point or self.posterior_loc:
-            program = fitted_sites(program, self.point, self.posterior_loc, self.posterior_scale)
+            draws = self.posterior_samples if self.method == "nuts" else None
+            program = fitted_sites(
+                program, self.point, self.posterior_loc, self.posterior_scale, draws
+            )
         object.__setattr__(self, "_program", program)
 
     @property
@@ -248,6 +256,8 @@ def fit(
     num_chains: int = 1,
     rng_key: jax.Array | None = None,
     progress: bool = True,
+    icm_penalty: float = 0.0,
+    icm_pairs: Sequence[Sequence[str]] | None = None,
 ) -> FittedSCM:
     """Learn a program's mechanisms from observational and interventional data.
 
@@ -299,6 +309,18 @@ def fit(
         A JAX PRNG key (default ``jax.random.key(0)``: fits are reproducible).
     progress
         Show a progress bar (tqdm).
+    icm_penalty
+        ``λ >= 0``: add ``λ Σ (log ρ)²`` to the per-row loss, ρ the genericity ratio
+        (trace ratio, spectral density ratio) of each successive pair of mechanisms, so
+        that training enforces independence of mechanisms (Besserve et al., AAAI 2021).
+    icm_pairs
+        The pairs ``(first, second)``: ``second`` a 2-D param, a full-length 1-D circular
+        kernel, or an ``eqx.nn.Linear``/``Conv``/``ConvTranspose`` (module path such as
+        ``"decoder.layers[2]"``); ``first`` either the site holding the second mechanism's
+        input (its minibatch sample covariance or averaged periodogram is used) or the first
+        mechanism's parameter (the statistics of its output for white input:
+        ``W1 W1ᵀ``). Default: every successive pair of linear/conv layers the program
+        registers (2-D params, Equinox layers), first to second as parameters.
 
     Returns
     -------
@@ -314,6 +336,9 @@ def fit(
         A regime that names unknown sites or cannot be scored.
     FitError
         The loss became NaN/inf (the fit diverged).
+    GenericityError
+        ``icm_penalty`` on a program with no marked or detectable mechanism pairs, or
+        ``icm_pairs`` naming unknown or incompatible mechanisms.
 
     Examples
     --------
@@ -354,6 +379,7 @@ def fit(
     init_key, split_key, run_key = jax.random.split(key, 3)
     structure = discover(model, plate, size_arg, kwargs, init_key)
     check_structure(prepared, structure, method)
+    pairs = _icm_pairs(icm_penalty, icm_pairs, method, prepared, structure, plate)
     frac = (
         (0.0 if method == "nuts" else 0.1) if validation_fraction is None else validation_fraction
     )
@@ -371,6 +397,8 @@ def fit(
         {site: prepared.info.sites[site].shape[1:] for site in prepared.latent},
         particles,
         bayesian=method == "svi",
+        icm_penalty=float(icm_penalty),
+        icm_pairs=pairs,
     )
     json_kwargs: Any = kwargs
     try:
@@ -392,6 +420,9 @@ def fit(
         "num_particles": particles,
         "patience": patience,
     }
+    if pairs:
+        settings["icm_penalty"] = float(icm_penalty)
+        settings["icm_pairs"] = [[_pair_name(p.first), p.second.name] for p in pairs]
     if method == "nuts":
         estimate = fit_nuts(
             objective, train, settings, num_samples, num_warmup, num_chains, run_key, progress
@@ -406,6 +437,34 @@ def fit(
     return _fitted(model, estimate)
 
 
+def _pair_name(first: Any) -> str:
+    return first if isinstance(first, str) else first.name
+
+
+def _icm_pairs(
+    penalty: Any, pairs: Any, method: str, prepared: Any, structure: Any, plate: str
+) -> list[IcmPair]:
+    """Check ``icm_penalty``/``icm_pairs`` and resolve the pairs (none without a penalty)."""
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.floating)):
+        raise ValueError(f"icm_penalty must be a number >= 0; got {penalty!r}.")
+    if not math.isfinite(penalty) or penalty < 0:
+        raise ValueError(f"icm_penalty must be a finite number >= 0; got {penalty!r}.")
+    if not penalty:
+        if pairs is not None:
+            raise ValueError("icm_pairs without icm_penalty does nothing; set icm_penalty > 0.")
+        return []
+    if method == "nuts":
+        raise ValueError("icm_penalty shapes a gradient fit; use method='map' or 'svi'.")
+    unit_sites = {
+        name: tuple(site.shape[1:])
+        for name, site in prepared.info.sites.items()
+        if plate in site.batch_dims
+    }
+    return resolve_pairs(pairs, structure.params, unit_sites)
+
+
 def _fitted(model: Callable, e: Estimate) -> FittedSCM:
-    history = FitHistory(e.losses, e.validation_losses, e.best_epoch, e.stopped_early, e.seconds)
+    history = FitHistory(
+        e.losses, e.validation_losses, e.best_epoch, e.stopped_early, e.seconds, e.penalties
+    )
     return FittedSCM(model, e.params, e.point, e.loc, e.scale, e.samples, history, e.settings)
