@@ -1,0 +1,106 @@
+"""Where scm_ppl's W1 time goes, next to the floor: Python, dispatch, compute, checks.
+
+    .venv/bin/python -m benchmarks.profile_w1 [units ...]
+
+For each size: the steady-state time of one ``counterfactual`` call and of the floor;
+a cProfile of repeated calls split into the compiled call's dispatch and wait (the
+device work) and everything else (Python: argument checks, cache keys, result
+building); and the floor with scm_ppl's NaN/inf check of the evidence added, as
+scm_ppl writes it (an int32 count per site) and as one fused reduction, to price it.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import data, floor
+from benchmarks import sys_scm_ppl as bench
+from models import linear_gaussian_dag as lg
+
+
+def best_and_median(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.min(times)), float(np.median(times))
+
+
+def profile_calls(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Seconds per call: total, in JAX's compiled-call machinery, and the rest."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeats):
+        fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    raw: dict = stats.stats  # type: ignore[attr-defined]  # pstats keeps it untyped
+    total = sum(v[2] for v in raw.values()) / repeats  # sum of tottime = wall in profile
+    by_name: dict[str, float] = {}
+    for (filename, _, name), (_, _, tottime, _, _) in raw.items():
+        where = "jax" if "/jax/" in filename or "/jaxlib/" in filename else "other"
+        if name.startswith("<built-in method numpy.asarray") or "block_until_ready" in name:
+            where = "wait for device"
+        if "pjit" in name or "cache_miss" in name or name == "<built-in method apply_primitive>":
+            where = "jit dispatch"
+        if "scm_ppl" in filename:
+            where = "scm_ppl Python"
+        by_name[where] = by_name.get(where, 0.0) + tottime / repeats
+    by_name["total (profiled)"] = total
+    return by_name
+
+
+def profile_size(n: int, key: jax.Array) -> None:
+    x = data.linear_gaussian_units(n)
+    evidence = bench.columns(x)
+    cols = tuple(evidence[k] for k in lg.NODES)
+    repeats = 200 if n <= 10_000 else 20
+    cf = floor.make_w1(lg.WEIGHTS)
+
+    @jax.jit
+    def floor_with_count(cols):
+        # scm_ppl's NaN/inf check as written: an int32 count per evidence site (XLA
+        # materialises the converted mask and reduces it in several passes).
+        return cf(cols), jnp.stack([jnp.sum(~jnp.isfinite(c)) for c in cols])
+
+    @jax.jit
+    def floor_with_fused_check(cols):
+        # The same verdict in one fused reduction per site: x * 0 is 0, or NaN for NaN
+        # and +-inf, so the sum is NaN exactly when a value is not finite.
+        return cf(cols), jnp.stack([jnp.isfinite(jnp.sum(c * 0.0)) for c in cols])
+
+    print(f"\n=== W1, {n:,} units (best, median of {repeats}) ===")
+    rows = {
+        "scm_ppl counterfactual": lambda: bench.w1(evidence, key),
+        "floor": lambda: jax.block_until_ready(cf(cols)),
+        "floor + int32 NaN/inf count": lambda: jax.block_until_ready(floor_with_count(cols)),
+        "floor + fused finite check": lambda: jax.block_until_ready(floor_with_fused_check(cols)),
+    }
+    for label, fn in rows.items():
+        best, med = best_and_median(fn, repeats)
+        print(f"{label:<30} {best * 1e3:9.3f} ms  {med * 1e3:9.3f} ms")
+    split = profile_calls(lambda: bench.w1(evidence, key), repeats)
+    print("cProfile of the scm_ppl call, ms per call by where the time is spent:")
+    for where, seconds in sorted(split.items(), key=lambda kv: -kv[1]):
+        print(f"  {where:<26} {seconds * 1e3:9.3f}")
+
+
+def main(sizes: list[int]) -> None:
+    key = jax.random.key(0)
+    for n in sizes:
+        profile_size(n, key)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [10_000, 1_000_000])
