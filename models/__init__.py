@@ -8,19 +8,24 @@ the known truths (closed forms, enumerations) that tests compare against.
 from types import ModuleType
 
 from models import (
+    confounded_linear,
     firing_squad,
     front_door,
+    hidden_mediator,
     kidney_stones,
     latent_confounder,
     linear_chain,
     linear_gaussian_dag,
+    linear_generator,
     morpho,
     nonlinear,
 )
 
 MODELS: dict[str, ModuleType] = {
+    "confounded_linear": confounded_linear,
     "firing_squad": firing_squad,
     "front_door": front_door,
+    "hidden_mediator": hidden_mediator,
     "kidney_stones": kidney_stones,
     "latent_confounder": latent_confounder,
     "linear_chain": linear_chain,
@@ -28,16 +33,20 @@ MODELS: dict[str, ModuleType] = {
     "morpho": morpho,
     "nonlinear": nonlinear,
 }
-"""Every model module by name."""
+"""Every model module by name (with scalar per-unit sites; the vector-valued
+:mod:`models.linear_generator` is imported alongside)."""
 
 __all__ = [
     "MODELS",
+    "confounded_linear",
     "firing_squad",
     "front_door",
+    "hidden_mediator",
     "kidney_stones",
     "latent_confounder",
     "linear_chain",
     "linear_gaussian_dag",
+    "linear_generator",
     "morpho",
     "nonlinear",
 ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "AbductionError",
+    "BoundsError",
     "DataError",
     "EstimandError",
     "EvidenceError",
     "FitError",
+    "GenericityError",
     "GraphError",
+    "IdentifiabilityError",
     "InferenceWarning",
     "InterventionError",
     "NoiseViewError",
@@ -44,6 +47,11 @@ class EvidenceError(ScmPplError, ValueError):
 
 class AbductionError(ScmPplError, ValueError):
     """The requested abduction method cannot be used for this query."""
+
+
+class BoundsError(ScmPplError, ValueError):
+    """A bounds query is malformed, needs a canonical model that is too large, or its
+    distributions are incompatible with the graph."""
 
 
 class GraphError(ScmPplError, ValueError):
@@ -77,6 +85,18 @@ class DataError(ScmPplError, ValueError):
 
 class FitError(ScmPplError, RuntimeError):
     """Fitting failed: the loss became NaN/inf (the fit diverged)."""
+
+
+class GenericityError(ScmPplError, ValueError):
+    """A genericity measure (trace ratio, spectral density ratio) got inputs of the wrong
+    shape or values: mismatched dimensions, a non-PSD covariance, a negative power spectrum,
+    a kernel longer than its grid, or mechanism pairs that cannot be found."""
+
+
+class IdentifiabilityError(ScmPplError, ValueError):
+    """A mechanism-level identifiability diagnostic cannot run as asked: a query that does
+    not return a scalar or cannot be differentiated, data sizes beyond the data, a fit of
+    the wrong kind, or settings out of range."""
 
 
 class SerializationError(ScmPplError, ValueError):

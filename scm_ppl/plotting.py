@@ -1,4 +1,10 @@
-"""Drawing causal graphs with matplotlib (the only module of scm_ppl that imports it).
+"""Plots, with matplotlib: this module and the private ``_plot_*`` modules it re-exports
+are the only ones in scm_ppl that import it, and ``import scm_ppl`` loads none of them.
+
+Graphs and learning curves are drawn here; the Fisher spectrum, refit spread and
+contraction curve (:mod:`scm_ppl._plot_identifiability`), bounds beside point answers
+(:mod:`scm_ppl._plot_bounds`) and genericity histograms
+(:mod:`scm_ppl._plot_independence`) live next to them.
 
 The picture follows the usual conventions of graphical models:
 
@@ -21,9 +27,24 @@ from matplotlib.legend_handler import HandlerPatch
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Ellipse, FancyArrowPatch, Patch, Rectangle
 
+from scm_ppl._plot_bounds import plot_bounds
+from scm_ppl._plot_identifiability import (
+    plot_contraction,
+    plot_fisher_spectrum,
+    plot_refit_spread,
+)
+from scm_ppl._plot_independence import plot_genericity
 from scm_ppl.errors import GraphError
 
-__all__ = ["plot_graph", "plot_learning_curve"]
+__all__ = [
+    "plot_bounds",
+    "plot_contraction",
+    "plot_fisher_spectrum",
+    "plot_genericity",
+    "plot_graph",
+    "plot_learning_curve",
+    "plot_refit_spread",
+]
 
 _INK = "#2b3a4a"
 _FILL = "#bcd4ea"
@@ -416,7 +437,8 @@ def plot_learning_curve(fitted_or_losses: Any, ax: Axes | None = None) -> Axes:
     -------
     Axes
         With a ``"training"`` line, a ``"validation"`` line when the fit held rows out,
-        and a dotted vertical line at the best epoch when the fit stopped early.
+        a dotted vertical line at the best epoch when the fit stopped early, and, for a fit
+        with ``icm_penalty``, a dashed ``"ICM penalty"`` line on a secondary (log) y-axis.
     """
     history = getattr(fitted_or_losses, "history", fitted_or_losses)
     losses = getattr(history, "losses", history)
@@ -440,6 +462,17 @@ def plot_learning_curve(fitted_or_losses: Any, ax: Axes | None = None) -> Axes:
         ax.axvline(best, color=_NOISE, linestyle=":", linewidth=1.2, label=f"best epoch ({best})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per row")
+    handles, labels = ax.get_legend_handles_labels()
+    penalties = [float(x) for x in getattr(history, "penalties", ())]
+    if penalties:
+        twin = ax.twinx()  # the penalty falls by orders of magnitude: its own log axis
+        positive = [max(p, 1e-12) for p in penalties]
+        (line,) = twin.plot(
+            range(1, len(positive) + 1), positive, color=_NOISE, linestyle="--", linewidth=1.4
+        )
+        twin.set_yscale("log")
+        twin.set_ylabel("ICM penalty λ Σ (log ρ)²")
+        handles, labels = [*handles, line], [*labels, "ICM penalty"]
     if train:
-        ax.legend(frameon=False)
+        ax.legend(handles, labels, frameon=False)
     return ax

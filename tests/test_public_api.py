@@ -23,3 +23,10 @@ def test_errors_subclass_builtins():
     assert issubclass(scm_ppl.InterventionError, ValueError)
     assert issubclass(scm_ppl.NoiseViewError, TypeError)
     assert issubclass(scm_ppl.EvidenceError, scm_ppl.ScmPplError)
+
+
+def test_every_plot_is_exported_lazily():
+    from scm_ppl import plotting
+
+    assert tuple(plotting.__all__) == scm_ppl._PLOTS
+    assert set(scm_ppl._PLOTS) <= set(scm_ppl.__all__)

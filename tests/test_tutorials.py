@@ -33,7 +33,15 @@ def test_tutorial_is_a_percent_script(path: Path) -> None:
     assert {"markdown", "code"} <= kinds, f"{path.name} has cells of kinds {sorted(kinds)}"
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
+# Tutorials whose smoke run trains networks for more than ~30 s run with the slow checks.
+SLOW_TUTORIALS = {"06_independent_mechanisms.py"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_TUTORIALS else p for p in TUTORIALS],
+    ids=[p.name for p in TUTORIALS],
+)
 def test_tutorial_runs_in_smoke_mode(path: Path, tmp_path: Path) -> None:
     env = {**os.environ, "SCM_PPL_SMOKE": "1", "MPLBACKEND": "Agg"}
     command = [sys.executable, str(path)]
