@@ -27,7 +27,13 @@ from scm_ppl.counterfactual import _check_key, _dims, _graph_json, _settings_pos
 from scm_ppl.engine import InferenceSettings, Sweep, run_query
 from scm_ppl.errors import InterventionError
 from scm_ppl.intervention import Intervention, as_interventions, describe
-from scm_ppl.program import check_evidence, check_finite, check_interventions, inspect_program
+from scm_ppl.program import (
+    as_kwargs,
+    check_evidence,
+    check_finite,
+    check_interventions,
+    inspect_program,
+)
 from scm_ppl.results import CausalResult
 from scm_ppl.scaling import check_chunk_size, unit_plate
 from scm_ppl.worlds import NOISE_PREFIX
@@ -148,7 +154,7 @@ def _prepare(
             f"Interventions must be a mapping {{site: value}}; got {type(interventions).__name__}."
         )
     site, grid, fixed = _split_sweep(interventions)
-    kwargs = dict(model_kwargs or {})
+    kwargs = as_kwargs(model_kwargs)
     info = inspect_program(model, tuple(model_args), kwargs)
     ev = check_evidence(info, evidence, finite=False)
     ivs = as_interventions(fixed)

@@ -34,6 +34,7 @@ from scm_ppl.handlers import do
 from scm_ppl.intervention import Intervention, as_interventions, describe
 from scm_ppl.program import (
     ProgramInfo,
+    as_kwargs,
     check_evidence,
     check_finite,
     check_interventions,
@@ -182,7 +183,7 @@ def counterfactual(
     _settings_positive(
         num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, svi_steps=svi_steps
     )
-    kwargs = dict(model_kwargs or {})
+    kwargs = as_kwargs(model_kwargs)
     info = inspect_program(model, tuple(model_args), kwargs)
     ev = check_evidence(info, evidence, finite=False)
     worlds = _worlds_from(interventions, "cf")
@@ -337,7 +338,7 @@ def interventional(
         )  # fmt: skip
     rng_key = _check_key(rng_key)
     _settings_positive(num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains)
-    kwargs = dict(model_kwargs or {})
+    kwargs = as_kwargs(model_kwargs)
     info = inspect_program(model, tuple(model_args), kwargs)
     worlds = _worlds_from(interventions, "do")
     if mask is not None and len(worlds) != 1:

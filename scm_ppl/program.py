@@ -119,6 +119,18 @@ def _hashable(obj: Any) -> Any:
 _INFO_CACHE = LRUCache(256)
 
 
+def as_kwargs(model_kwargs: Any) -> dict[str, Any]:
+    """``model_kwargs`` as a dict, or a clear error for anything that is not a mapping."""
+    if model_kwargs is None:
+        return {}
+    if not isinstance(model_kwargs, Mapping) or not all(isinstance(k, str) for k in model_kwargs):
+        raise TypeError(
+            "model_kwargs must be a mapping of the program's keyword arguments, e.g. "
+            f"{{'n': 100}}; got {type(model_kwargs).__name__}: {model_kwargs!r:.80}."
+        )
+    return dict(model_kwargs)
+
+
 def arguments_key(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     """A hashable key of a program's arguments: arrays by shape and dtype, the rest by value."""
     leaves, treedef = jax.tree_util.tree_flatten((args, dict(kwargs)))

@@ -17,7 +17,7 @@ import numpy as np
 
 from scm_ppl.counterfactual import counterfactual, interventional
 from scm_ppl.errors import EstimandError, InterventionError
-from scm_ppl.program import inspect_program
+from scm_ppl.program import as_kwargs, inspect_program
 
 __all__ = ["Estimate", "ate", "ett", "pn", "pns", "ps"]
 
@@ -96,7 +96,7 @@ def ate(
     >>> abs(effect.value - 3.0) < 4 * effect.std_error
     True
     """
-    kwargs = dict(model_kwargs or {})
+    kwargs = as_kwargs(model_kwargs)
     _check_sites(model, model_args, kwargs, treatment, outcome)
     result = interventional(
         model,
@@ -141,7 +141,7 @@ def ett(
 
     Computed on shared noise: the factual and counterfactual outcomes of the same units.
     """
-    kwargs = dict(model_kwargs or {})
+    kwargs = as_kwargs(model_kwargs)
     _check_sites(model, model_args, kwargs, treatment, outcome)
     _discrete_treatment(model, model_args, kwargs, treatment)
     result, couplings = _two_worlds(
@@ -168,6 +168,14 @@ def _probability_of_causation(
     y = np.asarray(pred[outcome][:, :, 0]) == np.asarray(positive)
     y_treated = np.asarray(pred[outcome][:, :, 1]) == np.asarray(positive)
     y_control = np.asarray(pred[outcome][:, :, 2]) == np.asarray(positive)
+    outcomes = np.asarray(pred[outcome])
+    if not np.any(outcomes == np.asarray(positive)):
+        # A positive value the outcome never takes makes PS and PNS 0 for the wrong reason.
+        raise EstimandError(
+            f"The outcome {outcome!r} never equals positive={positive!r} in any world of "
+            f"{outcomes.size} samples (it takes {np.unique(outcomes)[:8].tolist()}); give the "
+            "outcome value that counts as 'Y = 1'."
+        )
     observed = f"{treatment} = {treated!r} and {outcome} = {positive!r}"
     if which == "pn":
         value, se, n = _mean(~y_control[t & y], observed)

@@ -180,6 +180,8 @@ QUERY_CASES = [
     ),
     (lambda: cf(None, model_kwargs={"n": 0}), ProgramError, r"size of plate should be positive"),
     (lambda: cf(model_kwargs={"m": 3}), ProgramError, r"unexpected keyword argument 'm'"),
+    (lambda: cf(model_kwargs=[("n", 2)]), TypeError, r"model_kwargs must be a mapping.*list"),
+    (lambda: cf(model_kwargs=3), TypeError, r"model_kwargs must be a mapping.*int"),
     (
         lambda: counterfactual(gamma, {"g": 1.0}, {"g": 2.0}, rng_key=KEY),
         NoiseViewError,
@@ -220,6 +222,8 @@ ESTIMAND_CASES = [
     (pn, {"treated": 5}, EstimandError, r"condition t = 5 and y = 1"),
     (ps, {"positive": 1, "treated": 1, "control": 1}, None, None),  # valid
     (pns, {"treatment": "q"}, InterventionError, r"Unknown site"),
+    (ps, {"positive": 7}, EstimandError, r"never equals positive=7"),
+    (pns, {"positive": 7}, EstimandError, r"never equals positive=7 .* takes \[0, 1\]"),
 ]
 
 
