@@ -53,6 +53,7 @@ class SiteInfo:
     noise_error: str | None  # why the site has no noise view, if it has none
     batch_dims: tuple[str | None, ...]  # plate name of each batch axis (None: no plate)
     fit_posterior: bool = False  # a global site drawn from a Bayesian fit's posterior
+    support: Any = None  # the support constraint of a discrete sample site
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _site_info(name: str, site: Mapping[str, Any]) -> SiteInfo:
     return SiteInfo(
         name, "sample", shape, dtype, bool(site["is_observed"]), distribution_name(fn),
         discrete, invertible, coupling, error, _batch_dims(site, len(shape) - event_ndim),
-        bool((site.get("infer") or {}).get(FIT_POSTERIOR)),
+        bool((site.get("infer") or {}).get(FIT_POSTERIOR)), fn.support if discrete else None,
     )  # fmt: skip
 
 
@@ -229,6 +230,8 @@ def check_evidence(
                 f"{site.shape} (plates: {plates}). Pass the program arguments that size its "
                 "plates (e.g. model_kwargs={'n': len(values)}) or reshape the evidence."
             )
+        if site.support is not None:
+            _check_support(name, site, array, xp)
         if array.shape != site.shape or array.dtype != site.dtype:
             # numpy arrays reach the device in one batch with the compiled call's arguments
             array = xp.broadcast_to(array.astype(site.dtype), site.shape)
@@ -236,6 +239,29 @@ def check_evidence(
     if finite:
         check_finite(out)
     return out
+
+
+def _check_support(name: str, site: SiteInfo, array: Any, xp: Any) -> None:
+    """Discrete evidence must be values the mechanism can take: casting 0.5 or 2 to the
+    site's dtype would otherwise answer a question about another value, silently."""
+    values = xp.broadcast_to(array, site.shape)
+    if array.dtype.kind == "f" and not bool(xp.all(xp.isfinite(values))):
+        # Checked here, before the cast to the site's integer dtype would hide them.
+        count = int(np.sum(~np.isfinite(np.asarray(values))))
+        raise EvidenceError(
+            f"Evidence for '{name}' holds {count} NaN/inf value(s); drop those units or "
+            "give observed values."
+        )
+    inside = xp.asarray(site.support(values))
+    if array.dtype.kind == "f":
+        inside = inside & (values == xp.round(values))
+    if not bool(xp.all(inside)):
+        bad = np.asarray(values)[~np.asarray(inside)]
+        raise EvidenceError(
+            f"Evidence for '{name}' holds {bad.size} value(s) its {site.distribution} "
+            f"mechanism cannot take (support: {site.support}), e.g. {bad.ravel()[:3].tolist()}. "
+            "A discrete site's evidence must be one of its values (integer codes)."
+        )
 
 
 @jax.jit

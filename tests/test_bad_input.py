@@ -384,3 +384,19 @@ def test_values_near_the_float_range():
     else:
         with pytest.raises(InterventionError, match=r"up to 1e\+300, beyond the largest float32"):
             rung2({"x": beyond})
+
+
+def test_discrete_evidence_outside_the_support_is_refused_not_cast():
+    def coin(n=1):
+        with numpyro.plate("unit", n):
+            x = numpyro.sample("x", dist.Bernoulli(0.3))
+            numpyro.sample("y", dist.Normal(x, 1.0))
+
+    for value in (2.0, 0.5, -1):
+        with pytest.raises(EvidenceError, match=r"cannot take \(support: Boolean\(\)\)"):
+            counterfactual(coin, {"x": value, "y": 0.3}, {"x": 0.0}, rng_key=KEY)
+    with pytest.raises(EvidenceError, match="NaN/inf"):
+        counterfactual(coin, {"x": np.nan, "y": 0.3}, {"x": 0.0}, rng_key=KEY)
+    counts = {"x": jnp.asarray([0, 1, 1]), "y": jnp.zeros(3)}  # device arrays are checked too
+    result = counterfactual(coin, counts, {"x": 0}, rng_key=KEY, model_kwargs={"n": 3})
+    assert result.attrs["method"] == "coupling"
