@@ -34,7 +34,12 @@ def test_tutorial_is_a_percent_script(path: Path) -> None:
 
 
 # Tutorials whose smoke run trains networks for more than ~30 s run with the slow checks.
-SLOW_TUTORIALS = {"06_independent_mechanisms.py"}
+SLOW_TUTORIALS = {
+    "03_neural_mechanisms.py",
+    "04_counterfactual_images.py",
+    "06_independent_mechanisms.py",
+    "07_how_far_identified.py",
+}
 
 
 @pytest.mark.parametrize(
