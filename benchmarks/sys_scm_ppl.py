@@ -157,11 +157,16 @@ def w4_counterfactual(fitted: FittedSCM, held_out: Mapping[str, np.ndarray]) -> 
 
 # ------------------------------------------------------------------------------- W5
 def w5_batched(
-    evidence: Mapping[str, jax.Array], values: np.ndarray, key: jax.Array, keep_all: bool
-) -> np.ndarray:
+    evidence: Mapping[str, jax.Array],
+    values: np.ndarray,
+    key: jax.Array,
+    keep_all: bool,
+    stack: bool = True,
+) -> Any:
     """W5 in one call: (a) ``counterfactual`` with ``sweep(values)``, every counterfactual
-    as ``(values, n, 10)``; (b) ``dose_response``, the mean counterfactual ``X9`` per value,
-    reduced inside the compiled call."""
+    as ``(values, n, 10)`` (``stack=False``: the per-site arrays the user gets, without the
+    copy that stacking them costs); (b) ``dose_response``, the mean counterfactual ``X9``
+    per value, reduced inside the compiled call."""
     n = int(evidence["X0"].shape[0])
     grid = jnp.asarray(values)
     if keep_all:
@@ -169,6 +174,8 @@ def w5_batched(
             lg.model, evidence, {"X3": sweep(grid)}, rng_key=key, model_kwargs={"n": n}
         )
         world = result.world("cf")
+        if not stack:
+            return jax.block_until_ready({name: world[name] for name in lg.NODES})
         out = jnp.stack([world[name][0, 0] for name in lg.NODES], axis=-1)
     else:
         out = dose_response(

@@ -146,7 +146,9 @@ def run_w5(system: str, workload: str, repeats: int) -> tuple[Timing, dict]:
     keep_all = workload == "w5a"
     if base == "scm_ppl":
         key = jax.random.key(0)
-        timing = time_call(lambda: S.w5_batched(evidence, values, key, keep_all), repeats)
+        timing = time_call(
+            lambda: S.w5_batched(evidence, values, key, keep_all, stack=False), repeats
+        )
         out = S.w5_batched(evidence, values, key, keep_all)
     else:
         all_samples, dose_response = floor.make_w5(d["weights"])
