@@ -87,7 +87,26 @@ class do(Messenger):
                 f"intervened on; masks must name sites in {sorted(self.interventions)}."
             )
         self.mask = {name: jnp.asarray(m, bool) for name, m in mask.items()}
+        self._seen: list[set[str]] = []  # one set per active run (runs may nest)
         super().__init__(fn)
+
+    def __enter__(self) -> None:
+        self._seen.append(set())
+        super().__enter__()
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        seen = self._seen.pop() if self._seen else set()
+        super().__exit__(exc_type, exc_value, traceback)
+        missing = sorted(set(self.interventions) - seen)
+        if exc_type is None and missing:
+            # An intervention on a site the program never reached would leave the answer
+            # unchanged without a word: a typo must not pass for a null effect.
+            raise InterventionError(
+                f"do() intervenes on {missing}, but the program ran without reaching "
+                f"{'that site' if len(missing) == 1 else 'those sites'}. Intervene on sample "
+                "or deterministic sites the program has (scm_ppl.graph(model).nodes lists "
+                "them)."
+            )
 
     def process_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] not in ("sample", "deterministic"):
@@ -96,6 +115,8 @@ class do(Messenger):
         if intervention is None or (msg.get("infer") or {}).get("_scm_do") == id(self):
             return
         name = msg["name"]
+        if self._seen:
+            self._seen[-1].add(name)
         mask = self.mask.get(name)
         if msg["type"] == "deterministic":
             natural = jnp.asarray(msg["value"])

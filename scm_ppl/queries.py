@@ -30,7 +30,8 @@ class Estimate(NamedTuple):
     value
         The estimate.
     std_error
-        Its Monte-Carlo standard error.
+        Its Monte-Carlo standard error; ``inf`` when it rests on a single sample, whose
+        spread cannot be estimated (raise ``num_samples`` or the number of units).
     num_effective
         Number of (draw, unit) samples it averages over (after conditioning).
     couplings
@@ -52,7 +53,9 @@ def _mean(samples: np.ndarray, condition: str = "") -> tuple[float, float, int]:
             "undefined. Check that treated/control/positive are values the sites take, or "
             "raise num_samples (or the number of units)."
         )
-    sd = float(np.std(samples, ddof=1)) if n > 1 else float("nan")
+    # One sample says nothing about its own spread: inf, not NaN, so that a tolerance
+    # check like |value - target| < 4 * std_error passes vacuously instead of silently.
+    sd = float(np.std(samples, ddof=1)) if n > 1 else float("inf")
     return float(np.mean(samples)), sd / np.sqrt(n), n
 
 

@@ -10,6 +10,8 @@ Errors raised here are the classes of :mod:`scm_ppl.errors`, plus ``TypeError`` 
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import networkx as nx
@@ -400,3 +402,20 @@ def test_discrete_evidence_outside_the_support_is_refused_not_cast():
     counts = {"x": jnp.asarray([0, 1, 1]), "y": jnp.zeros(3)}  # device arrays are checked too
     result = counterfactual(coin, counts, {"x": 0}, rng_key=KEY, model_kwargs={"n": 3})
     assert result.attrs["method"] == "coupling"
+
+
+def test_do_on_a_site_the_program_never_reaches_is_an_error_not_a_null_effect():
+    with pytest.raises(InterventionError, match=r"do\(\) intervenes on \['q'\], but the program"):
+        run(do(model, {"q": 1.0}))
+    as_context = do(interventions={"x": 1.0, "typo": 2.0})
+    with pytest.raises(InterventionError, match=r"without reaching that site"), as_context:
+        run(model)
+    with pytest.raises(InterventionError, match=r"\['typo'\]"):
+        run(twin_world(model, {"typo": 1.0}))
+    assert np.asarray(run(do(model, {"x": 1.0}))["x"]["value"]).tolist() == [1.0]
+
+
+def test_a_single_sample_estimate_reports_an_infinite_not_a_nan_standard_error():
+    queries = importlib.import_module("scm_ppl.queries")
+    value, std_error, count = queries._mean(np.array([0.7]))
+    assert (value, count) == (0.7, 1) and std_error == np.inf
