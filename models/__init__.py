@@ -30,11 +30,12 @@ MODELS: dict[str, ModuleType] = {
     "latent_confounder": latent_confounder,
     "linear_chain": linear_chain,
     "linear_gaussian_dag": linear_gaussian_dag,
+    "linear_generator": linear_generator,
     "morpho": morpho,
     "nonlinear": nonlinear,
 }
-"""Every model module by name (with scalar per-unit sites; the vector-valued
-:mod:`models.linear_generator` is imported alongside)."""
+"""Every model module by name. Per-unit sites are scalars, shaped ``(n,)``, except in
+:mod:`models.linear_generator`, whose sites are vectors shaped ``(n, dim)``."""
 
 __all__ = [
     "MODELS",

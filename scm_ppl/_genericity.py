@@ -8,15 +8,19 @@ convolutions. Two ways in:
 * an Equinox network (``eqx.nn.MLP``, ``eqx.nn.Sequential`` or any module built of
   ``Linear`` / ``Conv`` / ``ConvTranspose`` layers) and a batch of its inputs: the layers
   are found and their inputs recorded automatically, in the order they are called;
-* a NumPyro program or a :class:`~scm_ppl.FittedSCM` and ``layers={param: input_site}``
-  naming each mechanism's weight (a ``numpyro.param``) and the site that holds its input;
-  the program is run (or the input site read from ``data``) for samples of those inputs.
+* a NumPyro program or a :class:`~scm_ppl.FittedSCM` whose mechanisms are networks of
+  :mod:`scm_ppl.mechanisms` (``additive_noise`` & co): every such network is found, run on
+  the parents' values of the rows of ``data``, and its successive layers measured on their
+  recorded inputs (:mod:`scm_ppl._genericity_program`);
+* a program and ``layers={param: input_site}`` naming each mechanism's weight (a
+  ``numpyro.param``) and the site that holds its input; the program is run (or the input
+  site read from ``data``) for samples of those inputs.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +28,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro import handlers
 
 from scm_ppl._spectral import spectral_density_ratio
 from scm_ppl._trace import trace_ratio
@@ -33,7 +36,6 @@ from scm_ppl.errors import GenericityError
 __all__ = ["GenericityReport", "mechanism_genericity"]
 
 _LAYER_TYPES = (eqx.nn.Linear, eqx.nn.Conv, eqx.nn.ConvTranspose)
-_KINDS = ("auto", "dense", "conv")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,13 +52,17 @@ class GenericityReport:
     log_ratio_by_pair
         Per pair: a scalar (dense, single-channel conv) or an ``(out_ch, in_ch)`` table.
     num_samples
-        Number of input samples each estimate used.
+        Number of input samples each estimate used (the fewest, over pairs).
+    skipped
+        Mechanisms found in a program but not measured, each with the reason (a flow, a
+        single-layer network, a module the program calls itself).
     """
 
     pairs: tuple[tuple[str, str], ...]
     kinds: tuple[str, ...]
     log_ratio_by_pair: tuple[np.ndarray, ...]
     num_samples: int
+    skipped: tuple[str, ...] = ()
 
     @property
     def log_ratios(self) -> np.ndarray:
@@ -101,6 +107,7 @@ class GenericityReport:
                 f"  {upstream} -> {mechanism} [{kind}]: log ρ = {np.mean(values):+.4f}"
                 + (spread if values.size > 1 else "")
             )
+        lines.extend(f"  skipped {note}" for note in self.skipped)
         return "\n".join(lines)
 
 
@@ -202,6 +209,12 @@ def _network_genericity(module: eqx.Module, inputs: Any) -> GenericityReport:
             f"The network calls {len(found)} Linear/Conv/ConvTranspose layer(s); genericity "
             "needs at least two in a chain. Pass a program with layers={...} instead."
         )
+    pairs, kinds, ratios = _chain_ratios(found)
+    return GenericityReport(tuple(pairs), tuple(kinds), tuple(ratios), int(inputs_arr.shape[0]))
+
+
+def _chain_ratios(found: list[tuple]) -> tuple[list, list, list]:
+    """Pairs, kinds and ``log ρ`` of successive layers ``[(name, layer, inputs)]``."""
     pairs, kinds, ratios = [], [], []
     for (upstream, _, _), (name, layer, layer_inputs) in itertools.pairwise(found):
         if isinstance(layer, eqx.nn.Linear):
@@ -222,104 +235,7 @@ def _network_genericity(module: eqx.Module, inputs: Any) -> GenericityReport:
         pairs.append((upstream, name))
         kinds.append(kind)
         ratios.append(_log_ratio(kind, weight, layer_inputs, stride, dilation))
-    return GenericityReport(tuple(pairs), tuple(kinds), tuple(ratios), int(inputs_arr.shape[0]))
-
-
-def _layer_spec(param: str, spec: Any) -> dict[str, Any]:
-    """``"site"`` or ``{"input": site, "kind":, "transpose":, "stride":}`` -> a full spec."""
-    full: dict[str, Any] = {"input": spec} if isinstance(spec, str) else dict(spec)
-    unknown = set(full) - {"input", "kind", "transpose", "stride", "dilation"}
-    if "input" not in full or unknown:
-        raise GenericityError(
-            f"layers[{param!r}] must be the name of the site holding the mechanism's input, "
-            "or a dict with 'input' and optionally 'kind' ('auto', 'dense', 'conv'), "
-            f"'transpose' (dense weights stored (in, out)), 'stride', 'dilation'; got {spec!r}."
-        )
-    full.setdefault("kind", "auto")
-    full.setdefault("transpose", False)
-    full.setdefault("stride", 1)
-    full.setdefault("dilation", 1)
-    if full["kind"] not in _KINDS:
-        raise GenericityError(
-            f"layers[{param!r}]['kind'] must be one of {list(_KINDS)}; got {full['kind']!r}."
-        )
-    return full
-
-
-def _program_trace(program: Callable, args: tuple, kwargs: dict, key: Any) -> dict[str, Any]:
-    seed = jax.random.key(key) if isinstance(key, int) else key
-    return handlers.trace(handlers.seed(program, seed)).get_trace(*args, **kwargs)
-
-
-def _program_genericity(
-    program: Callable,
-    data: Mapping[str, Any] | None,
-    layers: Mapping[str, Any],
-    model_args: tuple,
-    model_kwargs: dict,
-    key: Any,
-) -> GenericityReport:
-    specs = {param: _layer_spec(param, spec) for param, spec in layers.items()}
-    data = dict(data or {})
-    trace = _program_trace(program, model_args, model_kwargs, key)
-    params = {n: m["value"] for n, m in trace.items() if m["type"] == "param"}
-    sites = {n: m["value"] for n, m in trace.items() if m["type"] in ("sample", "deterministic")}
-    pairs, kinds, ratios, counts = [], [], [], []
-    upstream = None
-    for param, spec in specs.items():
-        if param not in params:
-            raise GenericityError(
-                f"Unknown mechanism parameter {param!r}; the program has params {sorted(params)}."
-            )
-        site = spec["input"]
-        if site not in data and site not in sites:
-            raise GenericityError(
-                f"Unknown input site {site!r} for {param!r}; the program has sites "
-                f"{sorted(sites)} (or pass its samples in data)."
-            )
-        weight = jnp.asarray(params[param])
-        inputs = jnp.asarray(data[site] if site in data else sites[site])
-        if spec["transpose"]:
-            weight = weight.T
-        kind = spec["kind"]
-        if kind == "auto":
-            kind = "dense" if weight.ndim == 2 else "conv"
-        inputs = _as_samples(param, kind, weight, inputs)
-        pairs.append((upstream or site, param))
-        kinds.append(kind)
-        ratios.append(_log_ratio(kind, weight, inputs, spec["stride"], spec["dilation"]))
-        counts.append(inputs.shape[0])
-        upstream = param
-    return GenericityReport(tuple(pairs), tuple(kinds), tuple(ratios), int(min(counts)))
-
-
-def _as_samples(param: str, kind: str, weight: jax.Array, inputs: jax.Array) -> jax.Array:
-    """Input samples with the sample axis first (all leading axes of the site merged)."""
-    if kind == "dense":
-        if weight.ndim != 2 or inputs.ndim < 1 or inputs.shape[-1] != weight.shape[1]:
-            raise GenericityError(
-                f"Dense mechanism {param!r} has weight {weight.shape} (out, in) but its input "
-                f"site has shape {inputs.shape}: the last axis must be {weight.shape[-1]}. "
-                "For weights stored (in, out) (x @ W) pass {'input': ..., 'transpose': True}."
-            )
-        trailing = 1
-    else:
-        if weight.ndim not in (1, 2, 3, 4):
-            raise GenericityError(
-                f"Conv mechanism {param!r} has weight shape {weight.shape}; expected "
-                "(k,), (kh, kw), (out, in, k) or (out, in, kh, kw)."
-            )
-        trailing = weight.ndim if weight.ndim <= 2 else weight.ndim - 1
-    if (
-        inputs.ndim < trailing
-        or inputs.size // max(int(np.prod(inputs.shape[inputs.ndim - trailing :])), 1) < 2
-    ):
-        raise GenericityError(
-            f"The input of {param!r} has shape {inputs.shape}; need at least 2 samples of "
-            f"{trailing}-axis inputs. Run the program with more units (model_kwargs) or "
-            "pass samples in data."
-        )
-    return jnp.reshape(inputs, (-1, *inputs.shape[inputs.ndim - trailing :]))
+    return pairs, kinds, ratios
 
 
 def mechanism_genericity(
@@ -327,6 +243,7 @@ def mechanism_genericity(
     data: Any = None,
     *,
     layers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+    params: Mapping[str, Any] | None = None,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
     key: Any = 0,
@@ -345,20 +262,31 @@ def mechanism_genericity(
         ``Linear``/``Conv``/``ConvTranspose`` layers), or a NumPyro program or
         :class:`~scm_ppl.FittedSCM`.
     data
-        Network: a batch of its inputs, ``(n_samples, *in_shape)``. Program: optional
-        ``{site: samples}`` for input sites (others are simulated by running the program).
+        Network: a batch of its inputs, ``(n_samples, *in_shape)``. Program without
+        ``layers``: ``{site: rows}`` substituted into the program, so that each network
+        meets the parents' values of these rows (optional: without it the program
+        simulates its units). Program with ``layers``: optional ``{site: samples}`` for
+        input sites (others are simulated by running the program).
     layers
-        Program only: ``{param_name: input_site}`` in chain order, e.g.
-        ``{"W1": "z", "W2": "h"}``; a value may also be a dict ``{"input": site, "kind":
-        "dense" | "conv", "transpose": bool, "stride": int, "dilation": int}``. Dense weights
-        are ``(out, in)`` (``y = W x``); conv kernels ``(k,)``, ``(out, in, k)``,
-        ``(out, in, kh, kw)``, or ``(kh, kw)`` with ``"kind": "conv"`` (by default a
-        2-D weight is dense). The first mechanism is measured against
-        its input site, each later one against the output of the one before.
+        Program only; leave out to find the networks of the program's
+        :mod:`scm_ppl.mechanisms` automatically (pairs named
+        ``("<site>.net.layers[i]", "<site>.net.layers[i+1]")``: the module's param
+        ``"<site>.net$params"`` and the layer's path in it; flows and modules the program
+        calls itself are listed in ``skipped``). Otherwise ``{param_name: input_site}`` in
+        chain order, e.g. ``{"W1": "z", "W2": "h"}``; a value may also be a dict
+        ``{"input": site, "kind": "dense" | "conv", "transpose": bool, "stride": int,
+        "dilation": int}``. Dense weights are ``(out, in)`` (``y = W x``); conv kernels
+        ``(k,)``, ``(out, in, k)``, ``(out, in, kh, kw)``, or ``(kh, kw)`` with ``"kind":
+        "conv"`` (by default a 2-D weight is dense). The first mechanism is measured
+        against its input site, each later one against the output of the one before.
+    params
+        Plain program only: ``{param: value}`` to run it with (default: its initial
+        values), e.g. ``{"x2.net$params": net}``.
     model_args, model_kwargs
         Arguments of the program (choose the number of units, i.e. of samples, here). For
         a FittedSCM they default to the fit's ``model_kwargs``, with as many units as
-        ``data`` has rows (or the fit had).
+        ``data`` has rows (or the fit had); a program found by discovery that takes ``n``
+        runs ``n`` = the data's rows unless set here.
     key
         PRNG key (or int seed) for running the program.
 
@@ -374,6 +302,14 @@ def mechanism_genericity(
     (their inputs recorded under one ``vmap``); padding is ignored (the circular
     approximation), dilation is honoured, and a strided ``ConvTranspose`` is measured on
     its upsampled grid.
+
+    Programs without ``layers``: the networks of :mod:`scm_ppl.mechanisms` announce
+    themselves while the program runs once on ``data`` (its rows substituted for their
+    sites), so each network is applied to the parents' values of those rows and its layers'
+    inputs (the hidden activations) are recorded as for a network passed by hand. Flows
+    and modules a program registers and calls itself (``numpyro.contrib.module``) are not
+    visible this way: they are listed in ``report.skipped``; measure such a network with
+    ``mechanism_genericity(net, inputs)``.
 
     Examples
     --------
@@ -400,17 +336,28 @@ def mechanism_genericity(
             f"mechanisms must be an Equinox network, a NumPyro program or a FittedSCM; got "
             f"{type(mechanisms).__name__}."
         )
-    if not layers:
-        raise GenericityError(
-            "For a program, name its mechanisms in chain order: layers={param: input_site}, "
-            "e.g. layers={'W1': 'z', 'W2': 'h'} (the weight and the site holding its input)."
-        )
     if data is not None and not isinstance(data, Mapping):
         raise GenericityError(
             f"For a program, data must be {{site: samples}}; got {type(data).__name__}."
         )
+    if params is not None and program is not mechanisms:
+        raise GenericityError(
+            f"A {type(mechanisms).__name__} already runs with its learned params; params= "
+            "is for a plain program (pass fitted.base_model to substitute other values)."
+        )
+    if params is not None and not isinstance(params, Mapping):
+        raise GenericityError(
+            f"params must be {{param: value}} to run the program with; got {type(params).__name__}."
+        )
     kwargs = _fitted_kwargs(mechanisms, data, dict(model_kwargs or {}))
-    return _program_genericity(program, data, dict(layers), tuple(model_args), kwargs, key)
+    settings = getattr(mechanisms, "settings", None)
+    size_arg = (settings.get("size_arg") if isinstance(settings, Mapping) else None) or "n"
+    # Imported here: the program paths build on this module's report and network code.
+    from scm_ppl._genericity_program import program_genericity
+
+    return program_genericity(
+        program, data, layers, params, tuple(model_args), kwargs, key, size_arg
+    )
 
 
 def _fitted_kwargs(fitted: Any, data: Mapping[str, Any] | None, kwargs: dict) -> dict:

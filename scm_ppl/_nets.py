@@ -268,6 +268,10 @@ def network(name: str, parents: jax.Array, out_size: int, net: NetSpec) -> jax.A
         with outside_plates():
             fn = random_eqx_module(f"{name}.net", module, dist.Normal(0.0, net.prior_scale))
     flat = parents.reshape(-1, p)
+    # A handler that asks (``mechanism_genericity``'s) is shown the network and its inputs.
+    for handler in _PYRO_STACK:
+        if hasattr(handler, "record_network"):
+            handler.record_network(name, fn, flat)
     return jax.vmap(fn)(flat).reshape(*parents.shape[:-1], out_size)
 
 

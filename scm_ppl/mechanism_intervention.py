@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -183,10 +183,34 @@ class scale:
 # --- where a change applies ---------------------------------------------------------------
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    """``"decoder.layers[1].weight"`` → ``("decoder", ".layers[1].weight")``."""
+def _split_name(name: str, known: Iterable[str] = ()) -> tuple[str, str]:
+    """``"decoder.layers[1].weight"`` → ``("decoder", ".layers[1].weight")``.
+
+    Parameter names hold dots themselves (``"x2.net"``, ``"y.scale"`` from
+    :mod:`scm_ppl.mechanisms`), so the head is the longest ``known`` name that ``name``
+    equals or continues with ``.`` or ``[``; without one, the text before the first.
+    """
+    heads = [k for k in known if name == k or name.startswith((f"{k}.", f"{k}["))]
+    if heads:
+        head = max(heads, key=len)
+        return head, name[len(head) :]
     match = re.search(r"[.\[]", name)
     return (name, "") if match is None else (name[: match.start()], name[match.start() :])
+
+
+def _targets(name: str, public: str, value: Any) -> str | None:
+    """The path ``name`` points to inside the parameter ``public`` (whose value is
+    ``value``), or ``None`` when it names something else."""
+    if name == public:
+        return ""
+    if not name.startswith((f"{public}.", f"{public}[")):
+        return None
+    path = name[len(public) :]
+    try:  # "y.scale" may be a param of its own rather than a path into "y"
+        _get(value, _path_keys(path))
+    except (InterventionError, AttributeError, KeyError, IndexError, TypeError):
+        return None
+    return path
 
 
 def _path_keys(path: str) -> list[str | int]:
@@ -288,10 +312,11 @@ class transform_params(Messenger):
         *,
         world: str | None = None,
     ) -> None:
-        self.changes = {name: _split_name(name) for name in (changes or {})}
         self.values = dict(changes or {})
         self.world = world
         self._seen: dict[str, Any] = {}
+        self._matched: set[str] = set()
+        self._unresolved: dict[str, tuple[str, Any]] = {}  # name -> (path, value) tried
         super().__init__(fn)
 
     def _active(self) -> bool:
@@ -304,20 +329,33 @@ class transform_params(Messenger):
             return
         public = _public_name(msg["name"])
         self._seen[public] = msg["name"]
-        targets = [(n, path) for n, (head, path) in self.changes.items() if head == public]
-        if not targets or not self._active():
+        if not any(n == public or n.startswith((f"{public}.", f"{public}[")) for n in self.values):
             return
         value = msg["value"]
         if value is None:
             value = msg["fn"](*msg["args"], **msg["kwargs"])
+        targets = [(n, _targets(n, public, value)) for n in self.values]
+        self._unresolved.update(
+            (n, (n[len(public) :], value))
+            for n, path in targets
+            if path is None and n.startswith((f"{public}.", f"{public}["))
+        )
+        targets = [(n, path) for n, path in targets if path is not None]
+        self._matched.update(n for n, _ in targets)
+        if not targets or not self._active():
+            return
         for name, path in targets:
             value = apply_change(name, path, value, self.values[name])
         msg["value"] = value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self._seen = {}
+        self._seen, self._matched, self._unresolved = {}, set(), {}
         out = super().__call__(*args, **kwargs)
-        unknown = sorted({head for head, _ in self.changes.values()} - set(self._seen))
+        unknown = sorted(set(self.values) - self._matched)
+        for name in unknown:
+            if name in self._unresolved:  # a parameter it starts with, but no such part
+                path, value = self._unresolved[name]
+                apply_change(name, path, value, self.values[name])
         if unknown:
             raise InterventionError(
                 f"do_mechanism names {unknown}, which the program does not have; its "
@@ -369,7 +407,7 @@ def do_mechanism(program: Any, changes: Mapping[str, Any], *, world: str | None 
         params = dict(program.params)
         by_public = {_public_name(p): p for p in params}
         for name, change in changes.items():
-            head, path = _split_name(name)
+            head, path = _split_name(name, by_public)
             if head not in by_public:
                 raise InterventionError(
                     f"do_mechanism names '{head}', which the fitted program does not have; its "

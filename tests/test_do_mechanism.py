@@ -261,3 +261,32 @@ def test_bad_transforms_are_errors() -> None:
 def test_models_package_exports_the_linear_generator() -> None:
     models = importlib.import_module("models")
     assert models.linear_generator is lg
+
+
+# --- names with dots: the networks of scm_ppl.mechanisms ---------------------------------------
+
+
+def _mlp_program(n: int = 4) -> None:
+    from scm_ppl import additive_noise
+
+    with numpyro.plate("unit", n):
+        x = numpyro.sample("x", numpyro.distributions.Normal(0.0, 1.0))
+        additive_noise("y", [x], hidden=(8,))  # params "y.net$params" and "y.scale"
+
+
+def test_dotted_parameter_and_module_names_are_addressable() -> None:
+    changes = {"y.net.layers[1].weight": scale(0.0), "y.scale": scale(2.0)}
+    tr = _trace(do_mechanism(_mlp_program, changes), n=4)
+    assert float(tr["y.scale"]["value"]) == pytest.approx(
+        2.0 * float(_trace(_mlp_program)["y.scale"]["value"])
+    )
+    assert not np.any(np.asarray(tr["y.net$params"]["value"].layers[1].weight))
+    params = {k: v["value"] for k, v in _trace(_mlp_program).items() if v["type"] == "param"}
+    fitted = FittedSCM(_mlp_program, params, {}, {}, {}, {}, _empty_history(), {"method": "map"})
+    changed = do_mechanism(fitted, changes)
+    assert not np.any(np.asarray(changed.params["y.net$params"].layers[1].weight))
+    assert float(changed.params["y.scale"]) == pytest.approx(2.0 * float(params["y.scale"]))
+    with pytest.raises(InterventionError, match=r"'y.net.layerz\[1\]' has no part '.layerz\[1\]'"):
+        _trace(do_mechanism(_mlp_program, {"y.net.layerz[1]": scale(2.0)}))
+    with pytest.raises(InterventionError, match=r"'q\.net'.*\['x', 'y'\]|names 'q'"):
+        do_mechanism(fitted, {"q.net": scale(2.0)})

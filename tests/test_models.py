@@ -28,6 +28,7 @@ from models import (
     latent_confounder,
     linear_chain,
     linear_gaussian_dag,
+    linear_generator,
 )
 
 # Monte-Carlo tolerance in standard errors. With fixed keys the tests are deterministic;
@@ -110,16 +111,31 @@ def ols(y: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
 # ---------------------------------------------------------------------------- all
 
 
+def unit_sites(model: Callable[..., Any], n: int) -> dict[str, Any]:
+    """The sample and deterministic sites of ``model(n)`` (and its ``"unit"`` plate)."""
+    trace = handlers.trace(handlers.seed(model, jax.random.key(0))).get_trace(n)
+    assert trace["unit"]["type"] == "plate"
+    return {k: v for k, v in trace.items() if v["type"] in ("sample", "deterministic")}
+
+
 @pytest.mark.parametrize("n", [1, 7])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_model_runs_with_unit_plate(name: str, n: int) -> None:
+    # Sites may be scalars per unit, shaped (n,), or vectors, shaped (n, *event): the
+    # per-unit (event) shape must not depend on n and must equal the distribution's event
+    # shape for sample sites; the unit plate is the only plate, on the rightmost batch
+    # dim (NumPyro counts plate dims left of the event dims).
     module = MODELS[name]
-    trace = handlers.trace(handlers.seed(module.model, jax.random.key(0))).get_trace(n)
-    sites = {k: v for k, v in trace.items() if v["type"] in ("sample", "deterministic")}
+    sites = unit_sites(module.model, n)
+    one_unit = unit_sites(module.model, 1)
     assert set(sites) == set(module.NODES)
-    assert trace["unit"]["type"] == "plate"
     for site_name, site in sites.items():
-        assert jnp.shape(site["value"]) == (n,), site_name
+        event = tuple(jnp.shape(one_unit[site_name]["value"])[1:])
+        if site["type"] == "sample":
+            assert event == tuple(site["fn"].event_shape), site_name
+        assert jnp.shape(site["value"]) == (n, *event), site_name
+        frames = {frame.name: frame.dim for frame in site["cond_indep_stack"]}
+        assert frames == {"unit": -1}, site_name
     assert not any(site.get("is_observed", False) for site in sites.values())
 
 
@@ -164,6 +180,38 @@ def test_nodes_are_topologically_ordered(name: str) -> None:
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+# --------------------------------------------------------------- linear generator
+
+LG = linear_generator
+
+
+@pytest.mark.parametrize("kind", LG.KINDS)
+def test_linear_generator_layers_per_component(kind: str) -> None:
+    # h = W1 z and E[x | h] = W2 h, component by component; the circulant of a kernel is
+    # the matrix of its circular convolution, so both kinds share one check.
+    dim, n = 6, 5
+    weights = LG.ground_truth(jax.random.key(3), dim, kind)
+    draws = simulate(lambda n: LG.model(n, dim=dim, kind=kind, weights=weights), n, key=7)
+    first, second = LG.PARAMS[kind]
+    w1, w2 = (np.asarray(weights[first]), np.asarray(weights[second]))
+    if kind == "conv":
+        w1, w2 = np.asarray(LG.circulant(w1)), np.asarray(LG.circulant(w2))
+    assert {k: v.shape for k, v in draws.items()} == {k: (n, dim) for k in LG.NODES}
+    np.testing.assert_allclose(draws["h"], draws["z"] @ w1.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(LG.product(weights, kind)), w2 @ w1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", LG.KINDS)
+def test_linear_generator_output_covariance_matches_simulation(kind: str) -> None:
+    # Every component's mean and every pair's covariance within Z standard errors.
+    dim, n, noise = 4, 20_000, 0.5
+    weights = LG.ground_truth(jax.random.key(4), dim, kind)
+    program = lambda n: LG.model(n, dim=dim, kind=kind, weights=weights, noise_scale=noise)
+    x = simulate(program, n, key=8)["x"]
+    cov = np.asarray(LG.output_covariance(weights, kind, noise_scale=noise), np.float64)
+    check_mean_and_cov(x, np.zeros(dim), cov)
 
 
 # ------------------------------------------------------------------- linear chain
