@@ -67,6 +67,22 @@ def time_call(fn: Callable[[], Any], repeats: int, budget_s: float = 20.0) -> Ti
     return Timing(first, times)
 
 
+def format_seconds(seconds: float) -> str:
+    """``0.0012 -> '1.20 ms'``, ``0.25 -> '250 ms'``, ``3.5 -> '3.50 s'``."""
+    if seconds < 1e-2:
+        return f"{seconds * 1e3:.2f} ms"
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def ratio_text(a: float | None, b: float | None) -> str:
+    """``a / b`` as ``'2.50×'``; ``'–'`` when either is missing or zero."""
+    if not a or not b:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB.
 

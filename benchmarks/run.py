@@ -25,6 +25,8 @@ from typing import Any
 from benchmarks.common import BENCH_DIR, REPO_DIR, RESULTS_DIR
 
 ENVS = {"scm_ppl": "scm_ppl", "floor": "scm_ppl", "chirho": "chirho", "dowhy": "dowhy"}
+W6_SYSTEMS = ("scm_ppl", "scm_ppl[loop]", "scm_ppl[fit_loop]")
+W7_SYSTEMS = ("scm_ppl", "scm_ppl[icm]")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ def plan(quick: bool) -> list[Job]:
             Job("w3_nonlinear", 10_000, all4, 3, 1),
             Job("rng", 100_000, ("floor", "floor[rbg]", "floor[unsafe_rbg]", "chirho"), 3, 1),
             Job("w4", 2, ("scm_ppl", "dowhy"), 0, 1),
+            Job("w6_refits", 2, W6_SYSTEMS, 0, 1),
+            Job("w7_icm_dense", 4, W7_SYSTEMS, 1, 1),
+            Job("w7_icm_conv", 100, W7_SYSTEMS, 1, 1),
         ]
     return [
         Job("w1", 10_000, all4, 20, 3),
@@ -67,7 +72,18 @@ def plan(quick: bool) -> list[Job]:
         Job("w4", 150, ("scm_ppl", "dowhy"), 0, 1),
         # Pyro's NUTS pays its whole cost (with jit_compile, its tracing too) on every run.
         Job("w2", 100, ("chirho[jit]", "chirho"), 0, 1),
+        # Mechanism level, scm_ppl alone: 16 refits vmapped vs two loops; an epoch with
+        # the ICM penalty vs one without (the dense toy at n = 12, the conv generator).
+        Job("w6_refits", 16, W6_SYSTEMS, 0, 1),
+        Job("w7_icm_dense", 12, W7_SYSTEMS, 3, 3),
+        Job("w7_icm_conv", 1_000, W7_SYSTEMS, 1, 1),
     ]
+
+
+def selected(workload: str, wanted: list[str]) -> bool:
+    """``--workloads`` names workloads or their families: ``w7_icm`` selects
+    ``w7_icm_dense`` and ``w7_icm_conv``, ``w3`` both W3 models."""
+    return any(workload == w or workload.startswith(w + "_") for w in wanted)
 
 
 def python_of(system: str) -> str:
@@ -120,7 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--systems", help="comma-separated subset, e.g. scm_ppl,floor")
-    parser.add_argument("--workloads", help="comma-separated subset, e.g. w1,w3_linear")
+    parser.add_argument(
+        "--workloads", help="comma-separated subset, e.g. w1,w3_linear (w7_icm: both W7 models)"
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite the report")
     parser.add_argument("--rounds", type=int, help="at most this many rounds per job")
     parser.add_argument(
@@ -141,8 +159,7 @@ def main() -> None:
             Job(j.workload, j.size, j.systems, j.repeats, min(j.rounds, args.rounds)) for j in jobs
         ]
     if args.workloads:
-        wanted = set(str(args.workloads).split(","))
-        jobs = [j for j in jobs if j.workload in wanted]
+        jobs = [j for j in jobs if selected(j.workload, str(args.workloads).split(","))]
     start = time.time()
     data.write_all(sorted({j.size for j in jobs if j.workload == "w1"}))
     systems = set(str(args.systems).split(",")) if args.systems else None

@@ -4,9 +4,10 @@
 
 SYSTEM is ``scm_ppl``, ``floor`` (both need the scm_ppl environment), ``chirho`` or
 ``dowhy``, optionally with a variant in brackets: ``scm_ppl[rbg]`` (a JAX PRNG
-implementation for W3), ``chirho[jit]`` (Pyro's ``jit_compile=True`` for W2). The
-answers go to ANSWERS.npz so that the driver can check them against the closed forms
-with one function for every system (ESS included).
+implementation for W3), ``chirho[jit]`` (Pyro's ``jit_compile=True`` for W2),
+``scm_ppl[loop]``/``scm_ppl[fit_loop]`` (W6's loops), ``scm_ppl[icm]`` (W7 with the
+ICM penalty). The answers go to ANSWERS.npz so that the driver can check them against
+the closed forms with one function for every system (ESS included).
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def run_jax(system: str, workload: str, size: int, repeats: int) -> tuple[Timing
     from benchmarks import floor
     from benchmarks import sys_scm_ppl as S
 
+    if workload == "w6_refits":
+        from benchmarks import w6_refits
+
+        return w6_refits.run(system, size, repeats)
+    if workload.startswith("w7_icm"):
+        from benchmarks import w7_icm_epochs
+
+        return w7_icm_epochs.run(system, workload, size, repeats)
     base, variant = _split(system)
     answers: dict[str, np.ndarray] = {}
     extra: dict[str, Any] = {}

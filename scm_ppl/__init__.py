@@ -81,6 +81,7 @@ from scm_ppl.mechanisms import (
     location_scale,
 )
 from scm_ppl.noise import NoiseView, noise_view, register_noise_view
+from scm_ppl.prng import fast_key
 from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.results import CausalResult
 from scm_ppl.scaling import shard_units
@@ -137,6 +138,7 @@ __all__ = [
     "do_mechanism",
     "dose_response",
     "ett",
+    "fast_key",
     "find_adjustment",
     "fit",
     "flow",
