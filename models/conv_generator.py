@@ -18,8 +18,12 @@ stationary mechanism on its grid and dilating its kernel (``stretch``) means wha
 
 The decoder is the Equinox module ``"decoder"`` (registered with
 ``numpyro.contrib.module.eqx_module``), so ``do_mechanism(fitted, {"decoder.conv1":
-stretch(2.0)})`` changes one layer and ``fit(..., icm_penalty=λ)`` finds the conv pair
-``(decoder.conv1, decoder.conv2)`` by itself.
+stretch(2.0)})`` changes one layer. For the ICM penalty, ``model(..., record_features=True)``
+records ``conv2``'s actual input as the per-unit site ``"features"``, and
+``fit(..., icm_penalty=λ, icm_pairs=[("features", "decoder.conv2")])`` penalises ``conv2``
+against that feature map's averaged periodogram on each minibatch (without ``icm_pairs``,
+``fit`` finds the pair ``(decoder.conv1, decoder.conv2)`` by itself but can then only use
+the spectrum ``conv1`` would give a white input).
 """
 
 from __future__ import annotations
@@ -76,9 +80,12 @@ class ConvDecoder(eqx.Module):
         """The first feature map ``(C0, 5, 5)``."""
         return jax.nn.silu(self.linear(inputs)).reshape(self.channels[0], BASE, BASE)
 
+    def features(self, inputs: jax.Array) -> jax.Array:
+        """The input of ``conv2``: the second feature map, upsampled, ``(C1, 20, 20)``."""
+        return upsample(jax.nn.silu(self.conv1(upsample(self.hidden(inputs)))))
+
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        h1 = jax.nn.silu(self.conv1(upsample(self.hidden(inputs))))
-        return self.conv2(upsample(h1))[0]
+        return self.conv2(self.features(inputs))[0]
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,15 +102,28 @@ def generate(net: Any, inputs: jax.Array) -> jax.Array:
     return jax.vmap(net)(flat).reshape(*inputs.shape[:-1], size, size)
 
 
+def _features_and_images(net: Any, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(n, C1, 20, 20)`` inputs of ``conv2`` and the ``(n, 20, 20)`` mean images."""
+    features = jax.vmap(net.features)(inputs)
+    return features, jax.vmap(net.conv2)(features)[:, 0]
+
+
 def model(
     n: int = 1,
     *,
     channels: tuple[int, int] = (16, 8),
     seed: int = 0,
     pixel_scale: float = 0.05,
+    record_features: bool = False,
 ) -> jax.Array:
     """``n`` units: the attributes of :mod:`models.morpho` (their true laws) and an image
     ``(n, 20, 20)`` drawn by the learnable decoder ``"decoder"`` plus pixel noise.
+
+    With ``record_features=True`` the input of the last convolution (the upsampled second
+    feature map, ``(n, C1, 20, 20)``) is also a deterministic per-unit site
+    ``"features"``: ``fit(..., icm_penalty=λ, icm_pairs=[("features", "decoder.conv2")])``
+    then penalises ``conv2``'s genericity against the averaged periodogram of its actual
+    input on each minibatch, instead of the spectrum ``conv1`` would give a white input.
 
     Examples
     --------
@@ -125,7 +145,11 @@ def model(
         shift_x = numpyro.sample("shift_x", dist.Uniform(-morpho.MAX_SHIFT, morpho.MAX_SHIFT))
         shift_y = numpyro.sample("shift_y", dist.Uniform(-morpho.MAX_SHIFT, morpho.MAX_SHIFT))
         inputs = morpho.decoder_inputs(thickness, intensity, (angle, shift_x, shift_y))
-        mean = generate(net, inputs)
+        if record_features:
+            features, mean = _features_and_images(net, inputs)
+            numpyro.deterministic("features", features)
+        else:
+            mean = generate(net, inputs)
         return jnp.asarray(numpyro.sample("image", dist.Normal(mean, pixel_scale).to_event(2)))
 
 

@@ -109,8 +109,8 @@ def _compatible(first: Layer, second: Layer, params: Mapping[str, Any]) -> bool:
 
 
 def _resolve_layer(name: str, params: Mapping[str, Any]) -> Layer | None:
-    head, path = _split_name(name)
     by_public = {_public_name(p): p for p in params}
+    head, path = _split_name(name, by_public)
     if head not in by_public:
         return None
     keys = tuple(_path_keys(path)) if path else ()

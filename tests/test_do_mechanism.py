@@ -117,9 +117,25 @@ def test_stretch_acts_on_the_spatial_axes_of_conv_modules() -> None:
     tr = _trace(weight)
     new = tr["conv$params"]["value"].weight
     np.testing.assert_allclose(new, stretch(2.0, axes=(2, 3))(CONV.weight), rtol=1e-6)
-    sums = jnp.sum(new, axis=(2, 3))  # each 5x5 kernel keeps its sum
-    np.testing.assert_allclose(sums, jnp.sum(CONV.weight, axis=(2, 3)), rtol=1e-4, atol=1e-6)
+    cut = stretch(2.0, axes=(2, 3), keep_dc=False)(CONV.weight)
+    sums, old, cut_sums = (jnp.sum(w, axis=(2, 3)) for w in (new, CONV.weight, cut))
+    mass = lambda w: jnp.sum(jnp.abs(w), axis=(2, 3))
+    lowpass = (jnp.abs(old) >= 0.1 * mass(CONV.weight)) & (jnp.abs(cut_sums) >= 0.1 * mass(cut))
+    lowpass = lowpass & (old * cut_sums > 0)
+    assert 0 < int(lowpass.sum()) < lowpass.size  # random kernels: both kinds occur
+    ratio = sums / jnp.where(lowpass, cut_sums, 1.0)
+    # a kernel with a real gain at zero frequency keeps its sum, up to the alpha**2 bound
+    kept = lowpass & (old / cut_sums <= 4.0) & (old / cut_sums >= 0.25)
+    np.testing.assert_allclose(sums[kept], old[kept], rtol=1e-4, atol=1e-6)
+    assert bool(jnp.all((ratio[lowpass] >= 0.25 - 1e-6) & (ratio[lowpass] <= 4.0 + 1e-6)))
+    np.testing.assert_allclose(new[~lowpass], cut[~lowpass], rtol=1e-6)  # left as they are
     assert new.shape == CONV.weight.shape
+
+
+def test_stretch_leaves_a_kernel_whose_taps_cancel_unscaled() -> None:
+    # Its sum, 0.01, is noise next to its mass: rescaling by old/new sums would be ~x30.
+    kernel = jnp.array([-1.0, 0.0, 1.01, 0.0, 0.0])
+    np.testing.assert_allclose(stretch(2.0)(kernel), stretch(2.0, keep_dc=False)(kernel))
 
 
 def test_rotate_and_scale_on_sub_module_paths() -> None:
