@@ -22,6 +22,7 @@ import jax
 import networkx as nx
 import numpy as np
 
+from scm_ppl._cache import LRUCache
 from scm_ppl.abduction import (
     check_identified,
     choose_method,
@@ -31,7 +32,7 @@ from scm_ppl.abduction import (
 from scm_ppl.engine import InferenceSettings, run_query
 from scm_ppl.errors import EvidenceError, InterventionError
 from scm_ppl.handlers import do
-from scm_ppl.intervention import Intervention, as_interventions, describe
+from scm_ppl.intervention import Intervention, as_intervention, as_interventions, describe
 from scm_ppl.program import (
     ProgramInfo,
     as_kwargs,
@@ -58,6 +59,41 @@ def _check_key(rng_key: Any) -> jax.Array:
     )
 
 
+_SCALARS = LRUCache(1024)
+
+
+def _classified(interventions: Any) -> dict[str, Intervention]:
+    """:func:`as_interventions`, with plain Python numbers classified once: checking and
+    moving ``1.0`` to the device again on every call of a small query costs more than
+    the query's arithmetic."""
+    if not isinstance(interventions, Mapping) or not all(
+        isinstance(k, str) and type(v) in (float, int, bool) for k, v in interventions.items()
+    ):
+        return as_interventions(interventions)
+    out = {}
+    for site, value in interventions.items():
+        key = (site, type(value), repr(value))  # repr tells -0.0 from 0.0
+        iv = _SCALARS.get(key)
+        out[site] = iv if iv is not None else _SCALARS.put(key, as_intervention(site, value))
+    return out
+
+
+_COUPLINGS = LRUCache(256)
+
+
+def _couplings(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Intervention]]) -> dict:
+    """:func:`couplings_used`, once per program and worlds' sites and kinds (all it
+    reads), rather than a walk of the graph per intervened site on every call."""
+    key = (
+        id(info),
+        tuple((w, tuple((s, iv.kind) for s, iv in ivs.items())) for w, ivs in worlds.items()),
+    )
+    hit = _COUPLINGS.get(key)
+    if hit is None or hit[0] is not info:  # the id of an evicted program may be reused
+        hit = _COUPLINGS.put(key, (info, couplings_used(info, worlds)))
+    return dict(hit[1])
+
+
 def _worlds_from(interventions: Any, default_label: str) -> dict[str, dict[str, Intervention]]:
     """``{site: value}`` is one world; ``{label: {site: value}}`` several."""
     if interventions is None:
@@ -69,8 +105,8 @@ def _worlds_from(interventions: Any, default_label: str) -> dict[str, dict[str, 
         )
     if interventions and all(isinstance(v, Mapping) for v in interventions.values()):
         check_world_labels(interventions)
-        return {label: as_interventions(iv) for label, iv in interventions.items()}
-    return {default_label: as_interventions(interventions)}
+        return {label: _classified(iv) for label, iv in interventions.items()}
+    return {default_label: _classified(interventions)}
 
 
 def _settings_positive(**values: int) -> None:
@@ -232,18 +268,18 @@ def counterfactual(
         rng_key=rng_key,
         units=units,
         draws_per_pass=draws_per_pass,
+        defer_check=True,
     )
     predictions = draws.worlds
-    _check_deterministic_evidence(info, ev, draws.by_world["factual"])
     labels = ["factual", *worlds]
     posterior = draws.other
     groups = {"posterior": posterior, "observed_data": ev, "predictions": predictions}
     dims = {
         "posterior": lambda name, shape: _dims(info, name, shape),
-        "observed_data": {k: _dims(info, k, tuple(v.shape)) for k, v in ev.items()},
+        "observed_data": lambda name, shape: _dims(info, name, shape),
         "predictions": lambda name, shape: ["world", *_dims(info, name, shape[1:])],
     }
-    couplings = couplings_used(info, worlds)
+    couplings = _couplings(info, worlds)
     attrs = {
         "query": "counterfactual",
         "method": method,
@@ -258,7 +294,11 @@ def counterfactual(
         **draws.diagnostics,
         **bound_attrs,
     }
-    return CausalResult(groups, dims, {"world": labels}, attrs, worlds=draws.by_world)
+    result = CausalResult(groups, dims, {"world": labels}, attrs, worlds=draws.by_world)
+    # Built while the compiled call runs; only now wait for its evidence check.
+    draws.check()
+    _check_deterministic_evidence(info, ev, draws.by_world["factual"])
+    return result
 
 
 def _check_deterministic_evidence(

@@ -11,12 +11,15 @@ evidence and keys are arguments, so a repeated query of the same shape never rec
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.sharding import NamedSharding, PartitionSpec
 from numpyro import handlers
 from numpyro.primitives import Messenger
@@ -82,6 +85,7 @@ class Draws(NamedTuple):
     other: Mapping[str, jax.Array]
     diagnostics: dict[str, float]
     by_world: dict[str, dict[str, jax.Array]]
+    check: Callable[[], None] = lambda: None
 
 
 Worlds = Mapping[str, Mapping[str, Intervention]]
@@ -114,9 +118,7 @@ def _split_worlds(worlds: Worlds) -> tuple[Any, dict[str, dict[str, Any]]]:
                 parts.append((site, "shift", _callable_key(iv.value)))
                 values[site] = None
             else:
-                leaves, treedef = jax.tree_util.tree_flatten(iv.value)
-                shapes = tuple((np.shape(x), str(jnp.result_type(x))) for x in leaves)
-                parts.append((site, iv.kind, treedef, shapes))
+                parts.append((site, iv.kind, *shapes(iv.value)))
                 values[site] = iv.value
         static.append((label, tuple(parts)))
         dynamic[label] = values
@@ -182,6 +184,7 @@ def run_query(
     sweep: Sweep | None = None,
     units: UnitChunks | None = None,
     draws_per_pass: int | None = None,
+    defer_check: bool = False,
 ) -> Draws:
     """Run one query: ``sites`` in every world, and the ``extra`` sites of the trace.
 
@@ -193,8 +196,12 @@ def run_query(
     The compiled call returns each world's sites apart (evidence sites of the factual
     world are the evidence itself); :attr:`Draws.worlds` stacks them, and the ``extra``
     sites come from a second compiled call, both only when first read. NaN/inf evidence
-    is counted inside the compiled call and raises :class:`~scm_ppl.EvidenceError`
-    before anything is returned.
+    raises :class:`~scm_ppl.EvidenceError` before anything is returned: device arrays
+    are checked by one fused reduction in a small compiled call dispatched with the
+    query, once per array (JAX arrays are immutable: the verdict is kept), host arrays
+    on every call. ``defer_check=True`` leaves the raise to the caller's
+    :attr:`Draws.check` (called before it hands its answer back), so the caller's own
+    Python work runs while the device computes rather than after a wait.
     """
     latents: dict[str, jax.Array] | None = None
     diagnostics: dict[str, float] = {}
@@ -243,25 +250,74 @@ def run_query(
             compiled = _sharded_chunks(model, worlds, rebuild_args, layout, mesh_axis, call)
         compiled = _COMPILED.put(key, compiled)
     main, extras = compiled
-    by_world, nonfinite = main(*call)
-    _raise_if_nonfinite(evidence, nonfinite)
+    unchecked = _not_known_finite(evidence)
+    on_device = {k: v for k, v in unchecked.items() if isinstance(v, jax.Array)}
+    check = _NonfiniteCheck(unchecked, _nonfinite_flags(on_device) if on_device else None)
+    out = main(*call)
+    by_world = out["done"] if "done" in out else _draw_axes(out["bare"], call, sweep, worlds)
+    if not defer_check:
+        check()
     labels = [label for label in worlds if label != _FACTUAL]
     computed = by_world[_FACTUAL]
+    alone = sweep is None and not labels  # main left the factual world stacked already
     factual_values = LazyGroup(
         [s for s in sites if s in computed or s in evidence],
         build_one=lambda s: (
-            computed[s] if s in computed else _as_draws(evidence[s], chains, num_draws)
+            (computed[s][:, :, 0] if alone else computed[s])
+            if s in computed
+            else _as_draws(evidence[s], chains, num_draws)
         ),
     )
     by_world = {"factual": factual_values, **{label: by_world[label] for label in labels}}
-    if sweep is None:
+    if alone:  # the world axis is free inside the compiled call, a copy outside it
         stacked: Mapping[str, jax.Array] = LazyGroup(
-            sites, build_one=lambda s: _stack(*(by_world[w][s] for w in by_world))
+            sites,
+            build_one=lambda s: (
+                computed[s]
+                if s in computed
+                else _as_draws(evidence[s], chains, num_draws)[:, :, None]
+            ),
         )
+    elif sweep is None:
+        stacked = LazyGroup(sites, build_one=lambda s: _stack(*(by_world[w][s] for w in by_world)))
     else:
         stacked = by_world[sweep.label]
     other = LazyGroup(sorted(extra), build_all=lambda: extras(*call))
-    return Draws(stacked, other, diagnostics, by_world)
+    return Draws(stacked, other, diagnostics, by_world, check)
+
+
+# Values of the largest site: below this, one compiled call (no second dispatch) beats
+# the better fusion of the bare layout.
+_BARE_MIN_SIZE = 1 << 16
+
+
+@functools.partial(jax.jit, static_argnames="alone", donate_argnums=0)
+def _with_draw_axes_donated(by_world: dict, alone: bool) -> dict:
+    return _with_draw_axes(by_world, alone)
+
+
+_with_draw_axes_copied = jax.jit(
+    lambda by_world, alone: _with_draw_axes(by_world, alone), static_argnames="alone"
+)
+
+
+def _with_draw_axes(by_world: dict, alone: bool) -> dict:
+    """One draw's sites as ``(chain, draw, ...)``, the factual world alone ``(chain,
+    draw, 1, ...)``."""
+    out = {w: {s: v[None, None] for s, v in sites.items()} for w, sites in by_world.items()}
+    if alone:
+        out[_FACTUAL] = {s: v[:, :, None] for s, v in out[_FACTUAL].items()}
+    return out
+
+
+def _draw_axes(by_world: dict, call: tuple, sweep: Sweep | None, worlds: Mapping) -> dict:
+    """Add the draw axes to a bare answer: a donated reshape, so no copy, unless an
+    output is one of the call's own inputs handed back (donating it would delete it)."""
+    alone = sweep is None and len(worlds) == 1
+    inputs = {id(x) for x in jax.tree_util.tree_leaves(call)}
+    if any(id(x) in inputs for x in jax.tree_util.tree_leaves(by_world)):
+        return _with_draw_axes_copied(by_world, alone)
+    return _with_draw_axes_donated(by_world, alone)
 
 
 @jax.jit
@@ -275,33 +331,74 @@ def _as_draws(value: Any, chains: int, num_draws: int) -> jax.Array:
     return jnp.broadcast_to(value, (chains, num_draws // chains, *value.shape))
 
 
-def _raise_if_nonfinite(evidence: Mapping[str, Any], flags: jax.Array | None) -> None:
-    """Raise for evidence the compiled call flagged as holding NaN/inf, with the count
-    (counted here, on the error path only)."""
-    if flags is None:
-        return
-    # sorted, as in _nonfinite_flags: jit hands dicts back with their keys sorted
-    names = [k for k in sorted(evidence) if jnp.issubdtype(evidence[k].dtype, jnp.inexact)]
-    # sharded queries flag per device: (devices * sites,)
-    per_site = np.isfinite(np.asarray(flags).reshape(-1, len(names))).all(axis=0)
-    for name, finite in zip(names, np.atleast_1d(per_site), strict=True):
-        if not finite:
-            values = np.asarray(evidence[name])
-            raise EvidenceError(
-                f"Evidence for '{name}' holds {int(np.sum(~np.isfinite(values)))} NaN/inf "
-                f"value(s) out of {values.size}; drop those units or impute them before the "
-                "query."
-            )
+# id(array) -> weak reference to an evidence array already found finite. JAX arrays are
+# immutable, so a query repeated on the same evidence need not read it again; the
+# weak reference tells a live array from a new one that reuses a freed array's id.
+_FINITE = LRUCache(4096)
 
 
-def _nonfinite_flags(evidence: Mapping[str, jax.Array]) -> jax.Array | None:
-    """Per inexact evidence site, ``sum(x * 0)``: 0 when every value is finite, NaN
-    otherwise (NaN and inf times 0 are NaN). A float sum, because boolean reductions
-    (``sum(~isfinite(x))``) compile to loops about five times slower on CPU, which at
-    10⁶ units cost more than the query itself."""
-    values = [evidence[k] for k in sorted(evidence)]
-    flags = [jnp.sum(v * 0) for v in values if jnp.issubdtype(v.dtype, jnp.inexact)]
-    return jnp.stack(flags) if flags else None
+@functools.lru_cache(maxsize=64)
+def _inexact(dtype: Any) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
+
+
+def _not_known_finite(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """The inexact evidence arrays not yet known to hold only finite values."""
+    out = {}
+    for name, value in evidence.items():
+        if not _inexact(value.dtype):
+            continue
+        ref = _FINITE.get(id(value))
+        if ref is None or ref() is not value:
+            out[name] = value
+    return out
+
+
+class _NonfiniteCheck:
+    """Raise :class:`~scm_ppl.EvidenceError` for NaN/inf evidence, naming the first such
+    site (in sorted order) with its count; device arrays are judged by flags from a
+    small compiled call dispatched with the query (read here: this waits for it), host
+    arrays here. Sites and counts are found on the error path only."""
+
+    def __init__(self, evidence: Mapping[str, Any], flags: jax.Array | None) -> None:
+        self.evidence, self.flags = evidence, flags
+
+    def __call__(self) -> None:
+        if not self.evidence:
+            return
+        finite = self.flags is None or bool(np.isfinite(np.asarray(self.flags)).all())
+        finite = finite and all(
+            np.isfinite(v).all() for v in self.evidence.values() if not isinstance(v, jax.Array)
+        )
+        if finite:
+            for value in self.evidence.values():
+                if isinstance(value, jax.Array) and not isinstance(value, Tracer):
+                    _FINITE.put(id(value), weakref.ref(value))
+            self.evidence = {}
+            return
+        for name in sorted(self.evidence):
+            values = np.asarray(self.evidence[name])
+            bad = int(np.sum(~np.isfinite(values)))
+            if bad:
+                raise EvidenceError(
+                    f"Evidence for '{name}' holds {bad} NaN/inf value(s) out of "
+                    f"{values.size}; drop those units or impute them before the query."
+                )
+
+
+@jax.jit
+def _nonfinite_flags(evidence: Mapping[str, jax.Array]) -> jax.Array:
+    """``sum(x * 0)`` over the evidence: 0 when every value is finite, NaN otherwise
+    (NaN and inf times 0 are NaN), shaped ``(groups,)``. Sites of one shape are summed
+    together, so the check is one fused pass over them rather than a reduction (and a
+    kernel launch) per site; a float sum, because boolean reductions
+    (``sum(~isfinite(x))``) compile to loops about five times slower on CPU."""
+    by_shape: dict[tuple[int, ...], jax.Array] = {}
+    for name in sorted(evidence):
+        zero = (evidence[name] * 0).astype(jnp.float32)
+        shape = tuple(zero.shape)
+        by_shape[shape] = zero if shape not in by_shape else by_shape[shape] + zero
+    return jnp.stack([jnp.sum(v) for v in by_shape.values()])
 
 
 def _unit_mesh(evidence: Mapping[str, Any], units: UnitChunks | None) -> tuple | None:
@@ -437,8 +534,9 @@ class _Query:
             if site["type"] in ("sample", "deterministic") and name in keep
         }
 
-    def _draws(self, keep, rng_key, evidence, latents, dynamic_worlds, masks, arrays):
-        """Every draw of the kept sites, ``(chain, draw, ...)``, in chunks of units."""
+    def _draws(self, keep, rng_key, evidence, latents, dynamic_worlds, masks, arrays, bare=False):
+        """Every draw of the kept sites, ``(chain, draw, ...)``, in chunks of units;
+        ``bare``: a single draw in the sites' own shapes."""
         _, predict_key = jax.random.split(rng_key)
         keys = jax.random.split(predict_key, self.num_draws)
         axes = (0, None, 0 if latents is not None else None, None, None, None)
@@ -446,7 +544,17 @@ class _Query:
         def pass_(window, evidence, dynamic_worlds, masks):
             one = lambda *a: self._one_draw(keep, window, *a)
             per_pass = self.draws_per_pass
-            if per_pass is None or per_pass >= self.num_draws:
+            if self.num_draws == 1:
+                # One draw (exact answers, W3-style single draws of many units): no vmap.
+                # A vmapped key makes the bit generator run over a (1, n) counter, which
+                # XLA compiles to a slower loop on CPU than the plain (n,) one; the bits
+                # (and so the answer) are the same.
+                first = None if latents is None else jax.tree.map(lambda x: x[0], latents)
+                values = one(keys[0], evidence, first, dynamic_worlds, masks, arrays)
+                if bare:
+                    return values
+                values = {k: jnp.expand_dims(v, 0) for k, v in values.items()}
+            elif per_pass is None or per_pass >= self.num_draws:
                 values = jax.vmap(one, in_axes=axes)(
                     keys, evidence, latents, dynamic_worlds, masks, arrays
                 )
@@ -508,12 +616,26 @@ class _Query:
 
     def main(self, rng_key, evidence, latents, dynamic_worlds, masks, arrays):
         _TRACES[0] += 1
-        nonfinite = _nonfinite_flags(evidence)
         call = (rng_key, evidence, latents, dynamic_worlds, masks, arrays)
         factual_sites = [s for s in self.sites if s not in evidence]
         if self.sweep is None:
-            values = self._draws(self._keep(factual_sites), *call)
-            return self._by_world(values), nonfinite
+            # One forward draw (no evidence: every site is drawn) of many units leaves in
+            # the sites' own shapes: XLA's CPU fusion then recomputes the noise transforms
+            # inside their consumers rather than keeping them as intermediates (30% of
+            # W3's time on the nonlinear SCM); _with_draw_axes adds the axes after, free.
+            # Exact counterfactuals (no noise drawn) gain nothing from it and pay a
+            # second dispatch.
+            bare = self.num_draws == 1 and self.units is None and not evidence
+            values = self._draws(self._keep(factual_sites), *call, bare=bare)
+            sizes = [v.size for v in values.values()]
+            if bare and sizes and min(sizes) > 0 and max(sizes) >= _BARE_MIN_SIZE:
+                return {"bare": self._by_world(values)}
+            if bare:
+                values = {k: v[None, None] for k, v in values.items()}
+            by_world = self._by_world(values)
+            if not self.labels:  # the factual world alone leaves stacked: (chain, draw, 1, ...)
+                by_world[_FACTUAL] = {k: v[:, :, None] for k, v in by_world[_FACTUAL].items()}
+            return {"done": by_world}
         sweep = self.sweep
         grid = dynamic_worlds[sweep.label][sweep.site]
         first = self._at_first_value(dynamic_worlds)
@@ -539,10 +661,10 @@ class _Query:
         # (value, chain, draw, ...) -> (chain, draw, value, ...): a free reshape for one draw.
         mapped = jax.tree.map(lambda v: jnp.moveaxis(v, 0, 2), mapped)
         if sweep.reduce_to is not None:
-            return {_FACTUAL: factual, sweep.label: {sweep.reduce_to: mapped}}, nonfinite
+            return {"done": {_FACTUAL: factual, sweep.label: {sweep.reduce_to: mapped}}}
         by_world = self._by_world(mapped)
         by_world[_FACTUAL] = factual
-        return by_world, nonfinite
+        return {"done": by_world}
 
     def _at_first_value(self, dynamic_worlds):
         """The worlds with the swept site at its first value (for what does not depend

@@ -209,6 +209,15 @@ def check_evidence(
     out: dict[str, Any] = {}
     for name, value in evidence.items():
         site = info.sites[name]
+        if (
+            isinstance(value, jax.Array)
+            and value.shape == site.shape
+            and value.dtype == site.dtype
+            and site.support is None
+            and value.size
+        ):
+            out[name] = value  # already the site's shape and dtype: nothing to convert
+            continue
         on_device = isinstance(value, jax.Array)
         xp: Any = jnp if on_device else np  # device arrays are checked where they live
         try:
