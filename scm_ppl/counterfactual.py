@@ -33,6 +33,7 @@ from scm_ppl.engine import InferenceSettings, run_query
 from scm_ppl.errors import EvidenceError, InterventionError
 from scm_ppl.handlers import do
 from scm_ppl.intervention import Intervention, as_intervention, as_interventions, describe
+from scm_ppl.prng import as_query_key
 from scm_ppl.program import (
     ProgramInfo,
     as_kwargs,
@@ -53,7 +54,7 @@ def _check_key(rng_key: Any) -> jax.Array:
         jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
         or (rng_key.shape == (2,) and rng_key.dtype == np.uint32)
     ):
-        return rng_key
+        return as_query_key(rng_key)  # same numbers, drawn sooner on CPU
     raise TypeError(
         f"rng_key must be a JAX PRNG key such as jax.random.key(0); got {type(rng_key).__name__}."
     )

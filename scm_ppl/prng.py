@@ -18,15 +18,20 @@ only sooner. Nothing about the stream's statistical quality changes.
 from __future__ import annotations
 
 import math
+import weakref
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.core import Tracer
 from jax.extend.random import define_prng_impl, threefry_prng_impl
 from jax.typing import ArrayLike
 
-__all__ = ["THREEFRY_UNROLLED", "fast_key", "threefry2x32_hash"]
+from scm_ppl._cache import LRUCache
+
+__all__ = ["THREEFRY_UNROLLED", "as_query_key", "fast_key", "threefry2x32_hash"]
 
 # Threefish-256's rotation constants as Random123 uses them for 2 words of 32 bits: round
 # r rotates by _ROTATIONS[(r // 4) % 2][r % 4].
@@ -169,3 +174,34 @@ def fast_key(seed: int | ArrayLike) -> jax.Array:
     True
     """
     return jax.random.key(seed, impl=THREEFRY_UNROLLED)
+
+
+def _config(name: str) -> Any:
+    return getattr(jax.config, name)
+
+
+# id(key) -> (weak reference to the key, its unrolled twin): keys are immutable, and a
+# conversion is two small dispatches (~0.05-0.1 ms), as much as a whole small query.
+_CONVERTED = LRUCache(256)
+
+
+def as_query_key(key: jax.Array) -> jax.Array:
+    """The key a query draws with: on CPU, a default (Threefry) key becomes its
+    :data:`THREEFRY_UNROLLED` twin, which draws the same numbers sooner; anything else
+    (GPU/TPU, other implementations, ``jax_threefry_partitionable=False``, where the
+    two would not draw alike) is returned as it is."""
+    if not (jax.default_backend() == "cpu" and _config("jax_threefry_partitionable")):
+        return key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if str(jax.random.key_impl(key)) != "threefry2x32":
+            return key
+    elif _config("jax_default_prng_impl") != "threefry2x32":  # raw uint32 key data
+        return key
+    hit = _CONVERTED.get(id(key))
+    if hit is not None and hit[0]() is key:
+        return hit[1]
+    data = jax.random.key_data(key) if key.dtype != np.uint32 else key
+    twin = jax.random.wrap_key_data(data, impl=THREEFRY_UNROLLED)
+    if not isinstance(key, Tracer):  # a traced key lives one trace only
+        _CONVERTED.put(id(key), (weakref.ref(key), twin))
+    return twin

@@ -215,3 +215,19 @@ def test_every_bit_is_fair_and_bytes_are_uniform():
     assert np.abs(ones - 0.5).max() < 5.0 * 0.5 / np.sqrt(N_NORMALS)
     counts = np.bincount(words.view(np.uint8), minlength=256)
     assert stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_queries_draw_with_the_unrolled_twin_of_a_default_key_on_cpu():
+    key = jax.random.key(3)
+    twin = prng.as_query_key(key)
+    assert jax.random.key_impl(twin) == jax.random.key_impl(fast_key(0))
+    assert prng.as_query_key(key) is twin  # converted once per key
+    np.testing.assert_array_equal(jax.random.normal(twin, (5,)), jax.random.normal(key, (5,)))
+    raw = jax.random.PRNGKey(3)  # raw uint32 key data: the default implementation's
+    np.testing.assert_array_equal(
+        jax.random.normal(prng.as_query_key(raw), (5,)), jax.random.normal(raw, (5,))
+    )
+    rbg = jax.random.key(3, impl="rbg")
+    assert prng.as_query_key(rbg) is rbg  # another generator: left alone
+    with jax.threefry_partitionable(False):  # the twin would draw other numbers: left alone
+        assert prng.as_query_key(jax.random.key(4)).dtype == jax.random.key(4).dtype
