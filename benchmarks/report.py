@@ -266,9 +266,11 @@ def write(records: Sequence[dict[str, Any]], meta: dict[str, Any], stem: str = "
         "",
         "## W3 interventional sampling under do(X3 := 1)",
         "",
-        "`[rbg]`, `[unsafe_rbg]`: JAX's counter-based PRNG implementations "
-        "(`jax.random.key(0, impl=...)`) instead of the default threefry. z: max over "
-        "nodes of (sample mean − truth) / MC error.",
+        "scm_ppl queries draw with `fast_key`'s unrolled Threefry on CPU (the default "
+        "key's numbers, hashed in one pass); `floor` uses JAX's default key, `floor[fast]` "
+        "the same unrolled one. `[rbg]`, `[unsafe_rbg]`: JAX's counter-based PRNG "
+        "implementations (`jax.random.key(0, impl=...)`). z: max over nodes of (sample "
+        "mean − truth) / MC error.",
         "",
         "### 10-node linear-Gaussian DAG",
         "",

@@ -41,7 +41,7 @@ class Job:
 def plan(quick: bool) -> list[Job]:
     """What runs. ``quick``: tiny sizes, one round (the plumbing, not the numbers)."""
     all4 = ("scm_ppl", "floor", "chirho", "dowhy")
-    prng = ("scm_ppl[rbg]", "scm_ppl[unsafe_rbg]", "floor[rbg]", "floor[unsafe_rbg]")
+    prng = ("floor[fast]", "scm_ppl[rbg]", "scm_ppl[unsafe_rbg]", "floor[rbg]", "floor[unsafe_rbg]")
     if quick:
         return [
             Job("w1", 1_000, all4, 3, 1),
@@ -49,7 +49,7 @@ def plan(quick: bool) -> list[Job]:
             Job("w2", 100, ("scm_ppl", "floor"), 1, 1),
             Job("w3_linear", 10_000, all4 + prng, 3, 1),
             Job("w3_nonlinear", 10_000, all4, 3, 1),
-            Job("rng", 100_000, ("floor", "floor[rbg]", "floor[unsafe_rbg]", "chirho"), 3, 1),
+            Job("rng", 100_000, ("floor", "floor[fast]", "floor[rbg]", "chirho"), 3, 1),
             Job("w4", 2, ("scm_ppl", "dowhy"), 0, 1),
             Job("w6_refits", 2, W6_SYSTEMS, 0, 1),
             Job("w7_icm_dense", 4, W7_SYSTEMS, 1, 1),
@@ -61,8 +61,14 @@ def plan(quick: bool) -> list[Job]:
         Job("w1", 1_000_000, all4, 5, 3),
         Job("w3_linear", 10_000, all4, 10, 3),
         Job("w3_linear", 1_000_000, all4 + prng, 5, 3),
-        Job("w3_nonlinear", 1_000_000, all4, 5, 3),
-        Job("rng", 10_000_000, ("floor", "floor[rbg]", "floor[unsafe_rbg]", "chirho"), 5, 3),
+        Job("w3_nonlinear", 1_000_000, (*all4, "floor[fast]"), 5, 3),
+        Job(
+            "rng",
+            10_000_000,
+            ("floor", "floor[fast]", "floor[rbg]", "floor[unsafe_rbg]", "chirho"),
+            5,
+            3,
+        ),
         Job("w2", 100, ("scm_ppl", "floor"), 2, 3),
         # scm_ppl answers W5 in one call, so it is timed like the floor; the peers loop.
         Job("w5a", 10_000, ("scm_ppl", "floor"), 3, 1),

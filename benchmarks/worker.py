@@ -4,7 +4,8 @@
 
 SYSTEM is ``scm_ppl``, ``floor`` (both need the scm_ppl environment), ``chirho`` or
 ``dowhy``, optionally with a variant in brackets: ``scm_ppl[rbg]`` (a JAX PRNG
-implementation for W3), ``chirho[jit]`` (Pyro's ``jit_compile=True`` for W2),
+implementation for W3; ``[fast]``: scm_ppl's unrolled Threefry, ``fast_key``),
+``chirho[jit]`` (Pyro's ``jit_compile=True`` for W2),
 ``scm_ppl[loop]``/``scm_ppl[fit_loop]`` (W6's loops), ``scm_ppl[icm]`` (W7 with the
 ICM penalty). The answers go to ANSWERS.npz so that the driver can check them against
 the closed forms with one function for every system (ESS included).
@@ -41,6 +42,10 @@ def _split(system: str) -> tuple[str, str]:
 def _jax_key(variant: str) -> Any:
     import jax
 
+    if variant == "fast":  # scm_ppl's unrolled Threefry: the default key's numbers
+        from scm_ppl.prng import THREEFRY_UNROLLED
+
+        return jax.random.key(0, impl=THREEFRY_UNROLLED)
     return jax.random.key(0, impl=variant or None)
 
 
