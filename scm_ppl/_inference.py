@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,17 @@ from scm_ppl._cache import LRUCache
 from scm_ppl.errors import InferenceWarning
 from scm_ppl.program import arguments_key
 
-__all__ = ["nuts_diagnostics", "nuts_problems", "run_nuts", "run_svi", "shapes", "split_arguments"]
+__all__ = [
+    "Parametrised",
+    "ProgramParts",
+    "nuts_diagnostics",
+    "nuts_problems",
+    "program_parts",
+    "run_nuts",
+    "run_svi",
+    "shapes",
+    "split_arguments",
+]
 
 _MCMC = LRUCache(32)
 
@@ -57,27 +67,79 @@ def _leaf_signature(x: Any) -> tuple[tuple[int, ...], Any]:
     return jnp.shape(x), jnp.result_type(x)
 
 
-def _conditioned(model: Callable, args: tuple, kwargs: Mapping[str, Any]) -> tuple[Callable, list]:
+class ProgramParts(NamedTuple):
+    """A program split into what is compiled and what is passed to the compiled call.
+
+    ``build(values)`` is the program with ``values`` (arrays, traced inside a compiled
+    function) in place of the ``values`` given here; ``key`` (hashable) is equal for two
+    programs exactly when ``build`` makes the same program from values of the same shapes.
+    A query cache keys on ``key`` and the values' shapes and passes ``values`` as
+    arguments, so programs that differ only in those values (fits of one program) share
+    one compilation.
+    """
+
+    key: Any
+    values: list
+    build: Callable[[list], Callable]
+
+
+def program_parts(model: Any) -> ProgramParts | None:
+    """The parts of a program that splits (its class has ``_program_parts``, which
+    returns a :class:`ProgramParts` or ``None``: a :class:`~scm_ppl.fit.FittedSCM`);
+    ``None`` for any other program, which is compiled whole."""
+    split = getattr(type(model), "_program_parts", None)
+    return None if split is None else split(model)
+
+
+class Parametrised:
+    """A program built inside the compiled function from values passed to it: ``build``
+    of :class:`ProgramParts`, called with the traced values."""
+
+    def __init__(self, build: Callable[[list], Callable]) -> None:
+        self.build = build
+
+
+def key_of_program(model: Any, parts: ProgramParts | None) -> Any:
+    """What a compiled function of ``model`` is cached on (see :class:`ProgramParts`)."""
+    return model if parts is None else (parts.key, shapes(parts.values))
+
+
+def _conditioned(
+    model: Callable, args: tuple, kwargs: Mapping[str, Any], parts: ProgramParts | None = None
+) -> tuple[Callable, Any]:
     """The program conditioned on evidence, taking ``(evidence, array_arguments)``.
 
     Only array arguments are traced: plate sizes and flags stay Python values, so
-    ``jit_model_args`` can reuse one compiled sampler across evidence values.
+    ``jit_model_args`` can reuse one compiled sampler across evidence values. With
+    ``parts``, the program's values are traced too (``array_arguments`` is then
+    ``(arrays, values)``), so one sampler serves every fit of a program.
     """
     arrays, rebuild = split_arguments(args, kwargs)
 
     def conditioned(evidence, arrays):
+        program = model
+        if parts is not None:
+            arrays, values = arrays
+            # numpyro's initialize_model substitutes the param sites' values of its first
+            # run into the potential it keeps for later runs: hidden, the values passed
+            # to each run are the ones used.
+            program = handlers.block(parts.build(values), hide_fn=_is_param)
         args, kwargs = rebuild(arrays)
-        return handlers.condition(model, data=evidence)(*args, **kwargs)
+        return handlers.condition(program, data=evidence)(*args, **kwargs)
 
-    return conditioned, arrays
+    return conditioned, (arrays if parts is None else (arrays, parts.values))
 
-    return conditioned
+
+def _is_param(site: Mapping[str, Any]) -> bool:
+    return site["type"] == "param"
 
 
 def run_nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cache=True):
-    key = (model, arguments_key(args, kwargs), shapes(dict(evidence)), settings)
+    parts = program_parts(model)
+    program_key = key_of_program(model, parts)
+    key = (program_key, arguments_key(args, kwargs), shapes(dict(evidence)), settings)
     mcmc = _MCMC.get(key) if cache else None
-    conditioned, arrays = _conditioned(model, args, kwargs)
+    conditioned, arrays = _conditioned(model, args, kwargs, parts)
     if mcmc is None:
         chain_method = (
             "parallel" if jax.local_device_count() >= settings.num_chains else "vectorized"

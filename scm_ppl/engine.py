@@ -12,28 +12,35 @@ evidence and keys are arguments, so a repeated query of the same shape never rec
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.core import Tracer
 from jax.sharding import NamedSharding, PartitionSpec
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
 from scm_ppl._cache import LRUCache
+from scm_ppl._evidence_checks import (
+    MARK_PREFIX,
+    NonfiniteCheck,
+    marks_of_trace,
+    nonfinite_flags,
+    not_known_finite,
+    raise_for_marks,
+)
 from scm_ppl._inference import (  # nuts_* re-exported: fit's NUTS reports the same way
+    Parametrised,
+    key_of_program,
     nuts_diagnostics,
     nuts_problems,
+    program_parts,
     run_nuts,
     run_svi,
     shapes,
     split_arguments,
 )
-from scm_ppl.errors import EvidenceError
 from scm_ppl.handlers import do
 from scm_ppl.intervention import Intervention
 from scm_ppl.program import arguments_key
@@ -219,11 +226,16 @@ def run_query(
         latents = {k: v.reshape((-1, *v.shape[2:])) for k, v in latents.items()}
         num_draws = next(iter(latents.values())).shape[0] if latents else num_draws
     arrays, rebuild_args = split_arguments(args, kwargs)
+    # A fit's learned arrays are arguments, not constants: fits of one program share a compile.
+    parts = program_parts(model)
+    program = model if parts is None else Parametrised(parts.build)
+    if parts is not None:
+        arrays = (arrays, parts.values)
     worlds = {_FACTUAL: dict(factual or {}), **worlds}
     masks = {_FACTUAL: dict(factual_mask or {}), **masks}
     static_worlds, dynamic_worlds = _split_worlds(worlds)
     key = (
-        model,
+        key_of_program(model, parts),
         arguments_key(args, kwargs),
         static_worlds,
         shapes(dict(evidence)),
@@ -244,19 +256,26 @@ def run_query(
     if compiled is None:
         layout = (chains, num_draws, sites, extra, sweep, units, draws_per_pass)
         if mesh_axis is None:
-            query = _Query(model, worlds, rebuild_args, layout)
+            query = _Query(program, worlds, rebuild_args, layout)
             compiled = (jax.jit(query.main), jax.jit(query.extras))
         else:
-            compiled = _sharded_chunks(model, worlds, rebuild_args, layout, mesh_axis, call)
+            compiled = _sharded_chunks(program, worlds, rebuild_args, layout, mesh_axis, call)
         compiled = _COMPILED.put(key, compiled)
     main, extras = compiled
-    unchecked = _not_known_finite(evidence)
+    unchecked = not_known_finite(evidence)
     on_device = {k: v for k, v in unchecked.items() if isinstance(v, jax.Array)}
-    check = _NonfiniteCheck(unchecked, _nonfinite_flags(on_device) if on_device else None)
+    check = NonfiniteCheck(unchecked, nonfinite_flags(on_device) if on_device else None)
     out = main(*call)
     by_world = out["done"] if "done" in out else _draw_axes(out["bare"], call, sweep, worlds)
+    marks = out.get("marks")
+
+    def check_all() -> None:
+        check()  # NaN evidence first: it also makes its marks NaN
+        if marks:
+            raise_for_marks(marks)
+
     if not defer_check:
-        check()
+        check_all()
     labels = [label for label in worlds if label != _FACTUAL]
     computed = by_world[_FACTUAL]
     alone = sweep is None and not labels  # main left the factual world stacked already
@@ -283,7 +302,7 @@ def run_query(
     else:
         stacked = by_world[sweep.label]
     other = LazyGroup(sorted(extra), build_all=lambda: extras(*call))
-    return Draws(stacked, other, diagnostics, by_world, check)
+    return Draws(stacked, other, diagnostics, by_world, check_all)
 
 
 # Values of the largest site: below this, one compiled call (no second dispatch) beats
@@ -329,76 +348,6 @@ def _as_draws(value: Any, chains: int, num_draws: int) -> jax.Array:
     """An evidence site as the factual world's ``(chain, draw, ...)`` values."""
     value = jnp.asarray(value)
     return jnp.broadcast_to(value, (chains, num_draws // chains, *value.shape))
-
-
-# id(array) -> weak reference to an evidence array already found finite. JAX arrays are
-# immutable, so a query repeated on the same evidence need not read it again; the
-# weak reference tells a live array from a new one that reuses a freed array's id.
-_FINITE = LRUCache(4096)
-
-
-@functools.lru_cache(maxsize=64)
-def _inexact(dtype: Any) -> bool:
-    return bool(jnp.issubdtype(dtype, jnp.inexact))
-
-
-def _not_known_finite(evidence: Mapping[str, Any]) -> dict[str, Any]:
-    """The inexact evidence arrays not yet known to hold only finite values."""
-    out = {}
-    for name, value in evidence.items():
-        if not _inexact(value.dtype):
-            continue
-        ref = _FINITE.get(id(value))
-        if ref is None or ref() is not value:
-            out[name] = value
-    return out
-
-
-class _NonfiniteCheck:
-    """Raise :class:`~scm_ppl.EvidenceError` for NaN/inf evidence, naming the first such
-    site (in sorted order) with its count; device arrays are judged by flags from a
-    small compiled call dispatched with the query (read here: this waits for it), host
-    arrays here. Sites and counts are found on the error path only."""
-
-    def __init__(self, evidence: Mapping[str, Any], flags: jax.Array | None) -> None:
-        self.evidence, self.flags = evidence, flags
-
-    def __call__(self) -> None:
-        if not self.evidence:
-            return
-        finite = self.flags is None or bool(np.isfinite(np.asarray(self.flags)).all())
-        finite = finite and all(
-            np.isfinite(v).all() for v in self.evidence.values() if not isinstance(v, jax.Array)
-        )
-        if finite:
-            for value in self.evidence.values():
-                if isinstance(value, jax.Array) and not isinstance(value, Tracer):
-                    _FINITE.put(id(value), weakref.ref(value))
-            self.evidence = {}
-            return
-        for name in sorted(self.evidence):
-            values = np.asarray(self.evidence[name])
-            bad = int(np.sum(~np.isfinite(values)))
-            if bad:
-                raise EvidenceError(
-                    f"Evidence for '{name}' holds {bad} NaN/inf value(s) out of "
-                    f"{values.size}; drop those units or impute them before the query."
-                )
-
-
-@jax.jit
-def _nonfinite_flags(evidence: Mapping[str, jax.Array]) -> jax.Array:
-    """``sum(x * 0)`` over the evidence: 0 when every value is finite, NaN otherwise
-    (NaN and inf times 0 are NaN), shaped ``(groups,)``. Sites of one shape are summed
-    together, so the check is one fused pass over them rather than a reduction (and a
-    kernel launch) per site; a float sum, because boolean reductions
-    (``sum(~isfinite(x))``) compile to loops about five times slower on CPU."""
-    by_shape: dict[tuple[int, ...], jax.Array] = {}
-    for name in sorted(evidence):
-        zero = (evidence[name] * 0).astype(jnp.float32)
-        shape = tuple(zero.shape)
-        by_shape[shape] = zero if shape not in by_shape else by_shape[shape] + zero
-    return jnp.stack([jnp.sum(v) for v in by_shape.values()])
 
 
 def _unit_mesh(evidence: Mapping[str, Any], units: UnitChunks | None) -> tuple | None:
@@ -505,19 +454,25 @@ def _base_site(name: str) -> str:
 class _Query:
     """The compiled functions of one query structure (see :func:`run_query`)."""
 
-    def __init__(self, model: Callable, worlds: Worlds, rebuild_args: Callable, layout: tuple):
+    def __init__(
+        self, model: Callable | Parametrised, worlds: Worlds, rebuild_args: Callable, layout: tuple
+    ):
         self.model, self.worlds, self.rebuild_args = model, worlds, rebuild_args
         (self.chains, self.num_draws, self.sites, self.extra) = layout[:4]
         self.sweep, self.units, self.draws_per_pass = layout[4:]
         self.labels = [label for label in worlds if label != _FACTUAL]
 
     def _one_draw(self, keep, window, key, evidence, latents, dynamic_worlds, masks, arrays):
+        model = self.model
+        if isinstance(model, Parametrised):  # the program's values came as arguments
+            arrays, values = arrays
+            model = model.build(values)
         args, kwargs = self.rebuild_args(arrays)
         masks = dict(masks)
         rebuilt = _rebuild_worlds(self.worlds, dynamic_worlds)
-        base = self.model
+        base = model
         if rebuilt[_FACTUAL]:
-            base = do(self.model, rebuilt.pop(_FACTUAL), mask=masks.pop(_FACTUAL) or None)
+            base = do(model, rebuilt.pop(_FACTUAL), mask=masks.pop(_FACTUAL) or None)
         else:
             rebuilt.pop(_FACTUAL)
             masks.pop(_FACTUAL)
@@ -528,11 +483,12 @@ class _Query:
         if window is not None:
             program = _unit_window(program, self.units.plate, window, self.units.per_pass)
         tr = handlers.trace(handlers.seed(program, key)).get_trace(*args, **kwargs)
-        return {
+        kept = {
             name: site["value"]
             for name, site in tr.items()
             if site["type"] in ("sample", "deterministic") and name in keep
         }
+        return {**kept, **marks_of_trace(tr, evidence, self.labels)}
 
     def _draws(self, keep, rng_key, evidence, latents, dynamic_worlds, masks, arrays, bare=False):
         """Every draw of the kept sites, ``(chain, draw, ...)``, in chunks of units;
@@ -627,23 +583,25 @@ class _Query:
             # second dispatch.
             bare = self.num_draws == 1 and self.units is None and not evidence
             values = self._draws(self._keep(factual_sites), *call, bare=bare)
+            marks = _pop_marks(values, () if bare else (0, 1))
             sizes = [v.size for v in values.values()]
             if bare and sizes and min(sizes) > 0 and max(sizes) >= _BARE_MIN_SIZE:
-                return {"bare": self._by_world(values)}
+                return {"bare": self._by_world(values), "marks": marks}
             if bare:
                 values = {k: v[None, None] for k, v in values.items()}
             by_world = self._by_world(values)
             if not self.labels:  # the factual world alone leaves stacked: (chain, draw, 1, ...)
                 by_world[_FACTUAL] = {k: v[:, :, None] for k, v in by_world[_FACTUAL].items()}
-            return {"done": by_world}
+            return {"done": by_world, "marks": marks}
         sweep = self.sweep
         grid = dynamic_worlds[sweep.label][sweep.site]
         first = self._at_first_value(dynamic_worlds)
-        factual = (
-            self._draws(frozenset(factual_sites), rng_key, evidence, latents, first, masks, arrays)
-            if factual_sites
-            else {}
+        # Run even when every site is observed: the marks of impossible evidence come
+        # from this pass (without marks XLA drops the unused work).
+        factual = self._draws(
+            frozenset(factual_sites), rng_key, evidence, latents, first, masks, arrays
         )
+        marks = _pop_marks(factual, (0, 1))
 
         def at_value(value):
             dyn = {label: dict(v) for label, v in dynamic_worlds.items()}
@@ -655,16 +613,19 @@ class _Query:
                 )[outcome]
                 return jnp.mean(y, axis=tuple(range(2, y.ndim)))
             keep = frozenset(f"{sweep.label}.{s}" for s in self.sites)
-            return self._draws(keep, rng_key, evidence, latents, dyn, masks, arrays)
+            values = self._draws(keep, rng_key, evidence, latents, dyn, masks, arrays)
+            _pop_marks(values, ())  # the evidence's marks came with `factual`
+            return values
 
         mapped = jax.lax.map(at_value, grid, batch_size=sweep.values_per_pass)
         # (value, chain, draw, ...) -> (chain, draw, value, ...): a free reshape for one draw.
         mapped = jax.tree.map(lambda v: jnp.moveaxis(v, 0, 2), mapped)
         if sweep.reduce_to is not None:
-            return {"done": {_FACTUAL: factual, sweep.label: {sweep.reduce_to: mapped}}}
+            done = {_FACTUAL: factual, sweep.label: {sweep.reduce_to: mapped}}
+            return {"done": done, "marks": marks}
         by_world = self._by_world(mapped)
         by_world[_FACTUAL] = factual
-        return {"done": by_world}
+        return {"done": by_world, "marks": marks}
 
     def _at_first_value(self, dynamic_worlds):
         """The worlds with the swept site at its first value (for what does not depend
@@ -684,7 +645,16 @@ class _Query:
     def extras(self, rng_key, evidence, latents, dynamic_worlds, masks, arrays):
         if self.sweep is not None:  # the swept value does not reach the factual world
             dynamic_worlds = self._at_first_value(dynamic_worlds)
-        return self._draws(self.extra, rng_key, evidence, latents, dynamic_worlds, masks, arrays)
+        values = self._draws(self.extra, rng_key, evidence, latents, dynamic_worlds, masks, arrays)
+        _pop_marks(values, ())
+        return values
+
+
+def _pop_marks(values: dict[str, jax.Array], draw_axes: tuple[int, ...]) -> dict[str, Any]:
+    """Take the checks' marks (see :mod:`scm_ppl._evidence_checks`) out of ``values``,
+    summed over the draw axes: one value per unit, NaN where any draw is flagged."""
+    names = [k for k in values if k.startswith(MARK_PREFIX)]
+    return {k: jnp.sum(values.pop(k), axis=draw_axes) for k in names}
 
 
 def _slice(value: Any, axis_from_end: int | None, start: jax.Array, per: int, n: int) -> Any:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,6 +56,7 @@ from scm_ppl._fit_nuts import fit_nuts
 from scm_ppl._fit_objective import Estimate, Objective, fitted_sites, num_rows
 from scm_ppl._fit_regimes import describe_regime
 from scm_ppl._fit_train import GradientOptions, fit_gradient
+from scm_ppl._inference import ProgramParts
 from scm_ppl._serialize import (
     compare_fingerprints,
     fingerprint,
@@ -87,6 +89,25 @@ class FitHistory(NamedTuple):
     stopped_early: bool
     seconds: float
     penalties: np.ndarray = np.zeros(0)
+
+
+class _FittedValues(NamedTuple):
+    """What a fit learned, as the fitted program uses it (``draws``: NUTS fits only)."""
+
+    params: Mapping[str, Any]
+    point: Mapping[str, Any]
+    loc: Mapping[str, Any]
+    scale: Mapping[str, Any]
+    draws: Mapping[str, Any] | None
+
+
+def _fitted_program(base_model: Callable, values: _FittedValues) -> Callable:
+    """``base_model`` with the learned values substituted: MAP global latents become
+    deterministic, Bayesian ones draw from their fitted posterior."""
+    program: Callable = handlers.substitute(base_model, data=dict(values.params))
+    if values.point or values.loc:
+        program = fitted_sites(program, values.point, values.loc, values.scale, values.draws)
+    return program
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -128,15 +149,46 @@ class FittedSCM:
     history: FitHistory
     settings: dict[str, Any]
     _program: Callable = field(init=False)
+    _parts: list = field(init=False)  # [] until _program_parts is first asked, then [parts]
 
     def __post_init__(self) -> None:
-        program: Callable = handlers.substitute(self.base_model, data=dict(self.params))
-        if self.point or self.posterior_loc:
-            draws = self.posterior_samples if self.method == "nuts" else None
-            program = fitted_sites(
-                program, self.point, self.posterior_loc, self.posterior_scale, draws
-            )
-        object.__setattr__(self, "_program", program)
+        object.__setattr__(self, "_program", _fitted_program(self.base_model, self._values()))
+        object.__setattr__(self, "_parts", [])
+
+    def _values(self) -> _FittedValues:
+        draws = self.posterior_samples if self.settings.get("method") == "nuts" else None
+        return _FittedValues(
+            self.params, self.point, self.posterior_loc, self.posterior_scale, draws
+        )
+
+    def _program_parts(self) -> ProgramParts | None:
+        """The program apart from its learned arrays, so that queries on fits of one
+        program with arrays of the same shapes share one compiled function (see
+        :class:`~scm_ppl._inference.ProgramParts`); ``None`` when what is not an array
+        (Python numbers, the static fields of Equinox modules) cannot be hashed. Worked
+        out once: like :attr:`model`, it holds the values the fit was made with."""
+        if not self._parts:
+            self._parts.append(self._split_program())
+        return self._parts[0]
+
+    def _split_program(self) -> ProgramParts | None:
+        dynamic, static = eqx.partition(self._values(), eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+        static_leaves, static_def = jax.tree_util.tree_flatten(static)
+        # A leaf's type too: 1 == 1.0 == True, but they make programs of different dtypes.
+        statics = tuple((type(x), x) for x in static_leaves)
+        key = (FittedSCM, self.base_model, treedef, static_def, statics)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        base_model = self.base_model
+
+        def build(values: list) -> Callable:
+            dynamic = jax.tree_util.tree_unflatten(treedef, values)
+            return _fitted_program(base_model, eqx.combine(dynamic, static))
+
+        return ProgramParts(key, leaves, build)
 
     @property
     def model(self) -> Callable:

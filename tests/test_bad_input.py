@@ -37,6 +37,7 @@ from scm_ppl import (
     ate,
     counterfactual,
     do,
+    dose_response,
     ett,
     fit,
     graph,
@@ -47,6 +48,7 @@ from scm_ppl import (
     pn,
     pns,
     ps,
+    sweep,
     twin_world,
 )
 
@@ -419,3 +421,42 @@ def test_a_single_sample_estimate_reports_an_infinite_not_a_nan_standard_error()
     queries = importlib.import_module("scm_ppl.queries")
     value, std_error, count = queries._mean(np.array([0.7]))
     assert (value, count) == (0.7, 1) and std_error == np.inf
+
+
+def impossible_coin(n=1):
+    with numpyro.plate("unit", n):
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        b = numpyro.sample("b", dist.Bernoulli(probs=jnp.where(x > 0, 0.5, 0.0)))
+        numpyro.sample("y", dist.Normal(x + b, 1.0))
+
+
+def test_evidence_of_probability_zero_inside_the_support_is_refused():
+    # Units 1 and 3 observe b = 1 where P(b = 1 | x) = 0: no noise explains them.
+    evidence = {"x": np.array([0.5, -0.5, 0.3, -1.0]), "b": np.array([1, 1, 0, 1])}
+    evidence["y"] = np.zeros(4)
+    four = {"model_kwargs": {"n": 4}, "rng_key": KEY}
+    match = (
+        r"'b' has probability zero under its mechanism for 2 value\(s\) \(first at flat index 1\)"
+    )
+    with pytest.raises(EvidenceError, match=match):
+        counterfactual(impossible_coin, evidence, {"x": 1.0}, **four)
+    with pytest.raises(EvidenceError, match=match):  # chunked units too
+        counterfactual(impossible_coin, evidence, {"x": 1.0}, chunk_size=2, **four)
+    with pytest.raises(EvidenceError, match="probability zero"):  # and a sweep of values
+        counterfactual(impossible_coin, evidence, {"x": sweep(np.linspace(0.0, 1.0, 3))}, **four)
+    with pytest.raises(EvidenceError, match="probability zero"):
+        dose_response(impossible_coin, evidence, "x", np.linspace(0.0, 1.0, 3), "y", **four)
+    possible = {**evidence, "b": np.array([1, 0, 0, 0])}
+    result = counterfactual(impossible_coin, possible, {"x": 1.0}, **four)
+    assert result.attrs["method"] == "coupling"
+
+
+def test_a_shift_that_overflows_is_an_error_not_an_inf_answer():
+    blows_up = {"x": lambda v: v / (v - v)}  # inf or NaN for every unit, in any precision
+    with pytest.raises(
+        InterventionError, match=r"shift intervention on 'x' gave NaN/inf in world 'cf'"
+    ):
+        cf(interventions=blows_up)
+    with pytest.raises(InterventionError, match=r"in world 'factual' for 1 value"):
+        rung2(blows_up)
+    assert np.isfinite(np.asarray(cf(interventions={"x": lambda v: v + 1}).world("cf")["x"])).all()

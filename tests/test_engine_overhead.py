@@ -52,8 +52,8 @@ def test_repeat_query_compiles_nothing_and_skips_known_evidence(monkeypatch):
         _cf_values(first), lg.counterfactual_closed_form(x, {3: 1.0}), atol=1e-4
     )
     checks = []
-    flags = engine._nonfinite_flags
-    monkeypatch.setattr(engine, "_nonfinite_flags", lambda ev: checks.append(set(ev)) or flags(ev))
+    flags = engine.nonfinite_flags
+    monkeypatch.setattr(engine, "nonfinite_flags", lambda ev: checks.append(set(ev)) or flags(ev))
     traces = engine.trace_count()
     again = counterfactual(lg.model, evidence, {"X3": -0.5}, rng_key=KEY, model_kwargs={"n": N})
     assert engine.trace_count() == traces
