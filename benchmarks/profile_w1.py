@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks import data, floor
 from benchmarks import sys_scm_ppl as bench
 from models import linear_gaussian_dag as lg
-from scm_ppl import engine
+from scm_ppl import _evidence_checks as evidence_checks
 
 
 def best_and_median(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def profile_size(n: int, key: jax.Array) -> None:
         return cf(cols), jnp.isfinite(jnp.sum(sum(c * 0.0 for c in cols)))
 
     def unseen_evidence():
-        engine._FINITE._data.clear()  # forget the verdicts: the check runs again
+        evidence_checks._FINITE._data.clear()  # forget the verdicts: the check runs again
         return bench.w1(evidence, key)
 
     print(f"\n=== W1, {n:,} units (best, median of {repeats}) ===")

@@ -94,7 +94,7 @@ def test_bare_single_draw_path_gives_the_same_values(monkeypatch):
     """A large single forward draw takes the bare path (sites in their own shapes, draw
     axes added by a donated reshape): same values as the stacked path, no caller array
     donated, and the intervened site draws no noise."""
-    n = engine._BARE_MIN_SIZE  # the smallest size that takes the bare path
+    n = importlib.import_module("scm_ppl._query")._BARE_MIN_SIZE  # the smallest bare size
     per_unit = jnp.linspace(-1.0, 1.0, n)
 
     def run():
@@ -117,7 +117,7 @@ def test_bare_single_draw_path_gives_the_same_values(monkeypatch):
     assert drawn == [(n,)] * (len(lg.NODES) - 1)  # nine mechanisms keep their noise
     assert not per_unit.is_deleted()  # the caller's array is never donated
     np.testing.assert_array_equal(bare["X3"][0, 0, 0], np.asarray(per_unit))
-    monkeypatch.setattr(engine, "_BARE_MIN_SIZE", 10 * n)
+    monkeypatch.setattr(importlib.import_module("scm_ppl._query"), "_BARE_MIN_SIZE", 10 * n)
     monkeypatch.setattr(engine, "_COMPILED", engine.LRUCache(8))  # trace again
     stacked = run()
     assert bare.keys() == stacked.keys()
