@@ -144,6 +144,17 @@ def arguments_key(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     return (treedef, tuple(parts))
 
 
+def _program_identity(model: Callable) -> Any:
+    """What a program's description depends on: for a fit (a class with
+    ``_program_parts``, see :class:`scm_ppl._inference.ProgramParts`) its program and the
+    shapes of its learned arrays, not their values, so refits are inspected once."""
+    split = getattr(type(model), "_program_parts", None)
+    parts = None if split is None else split(model)
+    if parts is None:
+        return _hashable(model)
+    return parts.key, tuple((jnp.shape(v), jnp.result_type(v)) for v in parts.values)
+
+
 def inspect_program(
     model: Callable, args: tuple = (), kwargs: Mapping[str, Any] | None = None
 ) -> ProgramInfo:
@@ -153,7 +164,7 @@ def inspect_program(
     once.
     """
     kwargs = dict(kwargs or {})
-    key = (_hashable(model), arguments_key(args, kwargs))
+    key = (_program_identity(model), arguments_key(args, kwargs))
     cached = _INFO_CACHE.get(key)
     if cached is not None:
         return cached

@@ -260,3 +260,12 @@ def test_nuts_abduction_reuses_its_sampler_across_fits(monkeypatch):
     assert (len(inference._MCMC), trace_count()) == (samplers, before)
     fresh = _fresh(monkeypatch, lambda: query(second))
     np.testing.assert_array_equal(answer, fresh)
+
+
+def test_a_second_fit_of_one_program_is_not_inspected_again():
+    program = importlib.import_module("scm_ppl.program")
+    first, second = _linear_fit(1.5, [0.5, 0.0]), _linear_fit(-0.5, [0.25, 1.0])
+    info = program.inspect_program(first, (), {"n": 4})
+    assert program.inspect_program(second, (), {"n": 4}) is info
+    wider = _linear_fit(1.5, [0.5, 0.0, 1.0])  # other shapes: described anew
+    assert program.inspect_program(wider, (), {"n": 4, "width": 3}) is not info
