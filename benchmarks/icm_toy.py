@@ -30,7 +30,9 @@ import numpy as np
 import optax
 
 from models import linear_generator as lg
-from scm_ppl import do_mechanism, fit, rotate, spectral_density_ratio, trace_ratio
+from scm_ppl import do_mechanism, fit
+from scm_ppl.independence import spectral_density_ratio, trace_ratio
+from scm_ppl.learn import rotate
 
 ROWS = 2_000
 EPOCHS = 120

@@ -1,4 +1,4 @@
-"""Drawing noise: JAX's default key vs :func:`scm_ppl.fast_key` vs ``torch.randn``, one run.
+"""Drawing noise: JAX's default key vs :func:`scm_ppl.core.fast_key` vs ``torch.randn``, one run.
 
 .. code-block:: bash
 
@@ -34,8 +34,8 @@ from jax import lax
 from jax.extend.random import define_prng_impl, threefry_prng_impl
 
 from benchmarks.common import BENCH_DIR, REPO_DIR, load
-from scm_ppl import fast_key
-from scm_ppl import prng as fast_prng
+from scm_ppl.core import fast_key
+from scm_ppl.core import prng as fast_prng
 
 CHIRHO_PYTHON = BENCH_DIR / ".envs" / "chirho" / "bin" / "python"
 
@@ -78,7 +78,7 @@ def jax_cases(size: int, units: int, with_w3: bool) -> dict[str, Callable[[], An
     """Each case a no-argument call that returns once its answer is computed."""
     keys = {
         "jax default (threefry, rolled)": jax.random.key(0),
-        "scm_ppl.fast_key (threefry, unrolled)": fast_key(0),
+        "scm_ppl.core.fast_key (threefry, unrolled)": fast_key(0),
         "jax philox4x32 [not offered]": jax.random.key(0, impl="philox4x32"),
         "threefry-13 unrolled [not offered]": jax.random.key(0, impl=_threefry13_impl()),
     }

@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks import data, floor
 from benchmarks import sys_scm_ppl as bench
 from models import linear_gaussian_dag as lg
-from scm_ppl import _evidence_checks as evidence_checks
+from scm_ppl.query import _evidence_checks as evidence_checks
 
 
 def best_and_median(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:

@@ -22,13 +22,13 @@ from models import nonlinear as nl
 from scm_ppl import (
     CausalResult,
     FittedSCM,
-    NotIdentifiableWarning,
     counterfactual,
     dose_response,
     fit,
     interventional,
     sweep,
 )
+from scm_ppl.errors import NotIdentifiableWarning
 
 INTERVENTION = {"X3": INTERVENED_VALUE}
 

@@ -32,7 +32,8 @@ import optax
 
 from benchmarks.common import Timing, peak_rss_mb
 from models import linear_generator as lgen
-from scm_ppl import fit, trace_ratio
+from scm_ppl import fit
+from scm_ppl.independence import trace_ratio
 
 DENSE_ROWS = 2_000
 DENSE_BATCH = 200

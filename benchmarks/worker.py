@@ -43,7 +43,7 @@ def _jax_key(variant: str) -> Any:
     import jax
 
     if variant == "fast":  # scm_ppl's unrolled Threefry: the default key's numbers
-        from scm_ppl.prng import THREEFRY_UNROLLED
+        from scm_ppl.core.prng import THREEFRY_UNROLLED
 
         return jax.random.key(0, impl=THREEFRY_UNROLLED)
     return jax.random.key(0, impl=variant or None)

@@ -58,7 +58,7 @@ from numpyro import handlers
 from numpyro.contrib.module import eqx_module
 from numpyro.distributions import constraints
 
-from scm_ppl.mechanisms import additive_noise, flow
+from scm_ppl.learn.mechanisms import additive_noise, flow
 
 NODES: tuple[str, ...] = ("thickness", "intensity", "angle", "shift_x", "shift_y")
 """Scalar site names in topological order (``angle``, ``shift_*`` are exogenous pose)."""

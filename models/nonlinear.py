@@ -21,9 +21,9 @@ Programs
 * :func:`model`: the truth as a NumPyro program (``x5`` a ``TransformedDistribution``
   of its standard-normal noise, so its noise view inverts exactly);
 * :func:`learnable_model`: the same graph with scm_ppl mechanisms to learn from data
-  (a learned Normal root, :func:`~scm_ppl.mechanisms.additive_noise` for ``x2`` and
-  ``x4``, :func:`~scm_ppl.mechanisms.location_scale` for ``x3``, a spline
-  :func:`~scm_ppl.mechanisms.flow` for ``x5``).
+  (a learned Normal root, :func:`~scm_ppl.learn.mechanisms.additive_noise` for ``x2`` and
+  ``x4``, :func:`~scm_ppl.learn.mechanisms.location_scale` for ``x3``, a spline
+  :func:`~scm_ppl.learn.mechanisms.flow` for ``x5``).
 
 Known truths (NumPy)
 --------------------
@@ -47,7 +47,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints, transforms
 
-from scm_ppl.mechanisms import additive_noise, flow, location_scale
+from scm_ppl.learn.mechanisms import additive_noise, flow, location_scale
 
 NODES: tuple[str, ...] = ("x1", "x2", "x3", "x4", "x5")
 """Site names in topological order."""
@@ -166,9 +166,9 @@ def learnable_model(
     """The graph of :func:`model` with mechanisms to learn (``scm_ppl.fit``).
 
     ``x1 ~ Normal(loc, scale)`` with learned ``"x1.loc"`` and ``"x1.scale"``;
-    ``x2`` and ``x4`` are :func:`~scm_ppl.mechanisms.additive_noise` MLPs, ``x3`` a
-    :func:`~scm_ppl.mechanisms.location_scale` MLP and ``x5`` a conditional spline
-    :func:`~scm_ppl.mechanisms.flow`. Every one inverts in its noise, so counterfactuals
+    ``x2`` and ``x4`` are :func:`~scm_ppl.learn.mechanisms.additive_noise` MLPs, ``x3`` a
+    :func:`~scm_ppl.learn.mechanisms.location_scale` MLP and ``x5`` a conditional spline
+    :func:`~scm_ppl.learn.mechanisms.flow`. Every one inverts in its noise, so counterfactuals
     of fully observed units are exact.
 
     Parameters

@@ -4,215 +4,122 @@ Every NumPyro program is an SCM: sample sites are mechanisms with their own exog
 noise, deterministic sites are noise-free mechanisms. Intervene with :func:`do`, ask
 interventional and counterfactual questions with :func:`interventional` and
 :func:`counterfactual`, read the causal graph with :func:`graph`.
+
+The top level holds the verbs of the ladder and their result types; the rest lives in the
+subpackages, one per concept (see ARCHITECTURE.md): :mod:`scm_ppl.core`,
+:mod:`scm_ppl.graphical`, :mod:`scm_ppl.query`, :mod:`scm_ppl.learn`,
+:mod:`scm_ppl.independence`, :mod:`scm_ppl.howfar`, :mod:`scm_ppl.plotting` (loaded when
+first used) and :mod:`scm_ppl.errors`.
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
-from scm_ppl._bounds_queries import (
+from scm_ppl import core, errors, graphical, howfar, independence, learn, query
+from scm_ppl._version import __version__
+from scm_ppl.core import do, graph, noise_view, register_noise_view
+from scm_ppl.graphical import ADMG, IdentificationResult, admg, identify
+from scm_ppl.howfar import (
+    Bounds,
     ate_bounds,
+    bounds,
+    contraction,
     interventional_bounds,
+    local_identifiability,
     pn_bounds,
     pns_bounds,
     ps_bounds,
-)
-from scm_ppl.adjustment import (
-    AdjustmentFormula,
-    backdoor_sets,
-    find_adjustment,
-    frontdoor_sets,
-    is_adjustment_set,
-    is_backdoor_set,
-    is_frontdoor_set,
-)
-from scm_ppl.admg import ADMG, admg
-from scm_ppl.batched import DoseResponse, dose_response, sweep
-from scm_ppl.bounds import Bounds, bounds
-from scm_ppl.counterfactual import counterfactual, interventional
-from scm_ppl.engine import trace_count
-from scm_ppl.errors import (
-    AbductionError,
-    BoundsError,
-    DataError,
-    EstimandError,
-    EvidenceError,
-    FitError,
-    GenericityError,
-    GraphError,
-    IdentifiabilityError,
-    InferenceWarning,
-    InterventionError,
-    NoiseViewError,
-    NotIdentifiableError,
-    NotIdentifiableWarning,
-    ProgramError,
-    ScmPplError,
-    ScmPplWarning,
-    SerializationError,
-)
-from scm_ppl.fit import FitHistory, FittedSCM, fit
-from scm_ppl.graph import graph
-from scm_ppl.handlers import do, replay_noise
-from scm_ppl.identifiability import (
-    ContractionResult,
-    IdentifiabilityReport,
-    RefitEnsemble,
-    RefitSpread,
-    contraction,
-    intervened_mean,
-    local_identifiability,
     refit_ensemble,
 )
-from scm_ppl.identify import Hedge, IdentificationResult, identify
-from scm_ppl.independence import (
-    GenericityReport,
-    mechanism_genericity,
-    spectral_density_ratio,
-    trace_ratio,
-    trace_ratio_from_samples,
-)
-from scm_ppl.joint import DiscreteJoint
-from scm_ppl.mechanism_intervention import do_mechanism, rotate, scale, stretch
-from scm_ppl.mechanisms import (
-    FlowDistribution,
+from scm_ppl.independence import mechanism_genericity
+from scm_ppl.learn import (
+    FittedSCM,
     additive_noise,
     bernoulli,
     categorical,
+    do_mechanism,
+    fit,
     flow,
     location_scale,
 )
-from scm_ppl.noise import NoiseView, noise_view, register_noise_view
-from scm_ppl.prng import fast_key
-from scm_ppl.queries import Estimate, ate, ett, pn, pns, ps
-from scm_ppl.results import CausalResult
-from scm_ppl.scaling import shard_units
-from scm_ppl.worlds import multi_world, twin_world
+from scm_ppl.query import (
+    CausalResult,
+    DoseResponse,
+    Estimate,
+    ate,
+    counterfactual,
+    dose_response,
+    ett,
+    interventional,
+    multi_world,
+    pn,
+    pns,
+    ps,
+    shard_units,
+    sweep,
+    twin_world,
+)
+
+if TYPE_CHECKING:
+    from scm_ppl import plotting
 
 __all__ = [
     "ADMG",
-    "AbductionError",
-    "AdjustmentFormula",
     "Bounds",
-    "BoundsError",
     "CausalResult",
-    "ContractionResult",
-    "DataError",
-    "DiscreteJoint",
     "DoseResponse",
-    "EstimandError",
     "Estimate",
-    "EvidenceError",
-    "FitError",
-    "FitHistory",
     "FittedSCM",
-    "FlowDistribution",
-    "GenericityError",
-    "GenericityReport",
-    "GraphError",
-    "Hedge",
-    "IdentifiabilityError",
-    "IdentifiabilityReport",
     "IdentificationResult",
-    "InferenceWarning",
-    "InterventionError",
-    "NoiseView",
-    "NoiseViewError",
-    "NotIdentifiableError",
-    "NotIdentifiableWarning",
-    "ProgramError",
-    "RefitEnsemble",
-    "RefitSpread",
-    "ScmPplError",
-    "ScmPplWarning",
-    "SerializationError",
+    "__version__",
     "additive_noise",
     "admg",
     "ate",
     "ate_bounds",
-    "backdoor_sets",
     "bernoulli",
     "bounds",
     "categorical",
     "contraction",
+    "core",
     "counterfactual",
     "do",
     "do_mechanism",
     "dose_response",
+    "errors",
     "ett",
-    "fast_key",
-    "find_adjustment",
     "fit",
     "flow",
-    "frontdoor_sets",
     "graph",
+    "graphical",
+    "howfar",
     "identify",
-    "intervened_mean",
+    "independence",
     "interventional",
     "interventional_bounds",
-    "is_adjustment_set",
-    "is_backdoor_set",
-    "is_frontdoor_set",
+    "learn",
     "local_identifiability",
     "location_scale",
     "mechanism_genericity",
     "multi_world",
     "noise_view",
-    "plot_bounds",
-    "plot_contraction",
-    "plot_fisher_spectrum",
-    "plot_genericity",
-    "plot_graph",
-    "plot_learning_curve",
-    "plot_refit_spread",
+    "plotting",
     "pn",
     "pn_bounds",
     "pns",
     "pns_bounds",
     "ps",
     "ps_bounds",
+    "query",
     "refit_ensemble",
     "register_noise_view",
-    "replay_noise",
-    "rotate",
-    "scale",
     "shard_units",
-    "spectral_density_ratio",
-    "stretch",
     "sweep",
-    "trace_count",
-    "trace_ratio",
-    "trace_ratio_from_samples",
     "twin_world",
 ]
 
-__version__ = "0.1.0"
-
-if TYPE_CHECKING:
-    from scm_ppl.plotting import (
-        plot_bounds,
-        plot_contraction,
-        plot_fisher_spectrum,
-        plot_genericity,
-        plot_graph,
-        plot_learning_curve,
-        plot_refit_spread,
-    )
-
-# Kept equal to scm_ppl.plotting.__all__ (a test checks).
-_PLOTS = (
-    "plot_bounds",
-    "plot_contraction",
-    "plot_fisher_spectrum",
-    "plot_genericity",
-    "plot_graph",
-    "plot_learning_curve",
-    "plot_refit_spread",
-)
-
 
 def __getattr__(name: str):
-    # matplotlib is heavy: load plotting only when a plot is asked for.
-    if name in _PLOTS:
-        from scm_ppl import plotting
-
-        return getattr(plotting, name)
+    # matplotlib is heavy: load the plotting namespace only when a plot is asked for.
+    if name == "plotting":
+        return importlib.import_module("scm_ppl.plotting")
     raise AttributeError(f"module 'scm_ppl' has no attribute {name!r}")

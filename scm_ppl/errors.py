@@ -26,6 +26,7 @@ __all__ = [
     "ScmPplError",
     "ScmPplWarning",
     "SerializationError",
+    "SettingsError",
 ]
 
 
@@ -107,3 +108,10 @@ class SerializationError(ScmPplError, ValueError):
 class NotIdentifiableWarning(ScmPplWarning):
     """The query is not identified from observational data on the program's ADMG: its
     answer rests on the program's parametric assumptions, not on the data alone."""
+
+
+class SettingsError(ScmPplError, ValueError, TypeError):
+    """A setting is out of range or of the wrong type: a count that must be a positive
+    integer, an unknown ``method=``, an ``rng_key`` that is not a JAX key, a mapping of
+    sites that is not one. The same mistake reads the same wherever it is made (the
+    checks live in :mod:`scm_ppl.core.validate`)."""

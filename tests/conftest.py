@@ -1,9 +1,10 @@
-"""Hypothesis profiles for the property tests (tests/test_properties.py).
+"""Hypothesis profiles for the property tests (tests/query/test_properties.py).
 
 * ``default``: 3 examples per property on graphs of up to 6 nodes, derandomized (the
   same examples on every run), for the default suite;
 * ``thorough``: 50 examples per property on graphs of up to 10 nodes, e.g.
-  ``HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest -p no:xdist tests/test_properties.py``.
+  ``HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest -p no:xdist \
+  tests/query/test_properties.py``.
 
 Every new program structure compiles, so examples are expensive; no deadline.
 """

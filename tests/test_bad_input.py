@@ -21,18 +21,7 @@ import numpyro.distributions as dist
 import pytest
 
 from scm_ppl import (
-    AbductionError,
-    DataError,
-    DiscreteJoint,
-    EstimandError,
-    EvidenceError,
     FittedSCM,
-    GraphError,
-    InterventionError,
-    NoiseViewError,
-    ProgramError,
-    ScmPplError,
-    SerializationError,
     admg,
     ate,
     counterfactual,
@@ -51,6 +40,20 @@ from scm_ppl import (
     sweep,
     twin_world,
 )
+from scm_ppl.errors import (
+    AbductionError,
+    DataError,
+    EstimandError,
+    EvidenceError,
+    GraphError,
+    InterventionError,
+    NoiseViewError,
+    ProgramError,
+    ScmPplError,
+    SerializationError,
+    SettingsError,
+)
+from scm_ppl.graphical import DiscreteJoint
 
 KEY = jax.random.key(0)
 X64 = bool(jax.config.read("jax_enable_x64"))
@@ -154,7 +157,7 @@ QUERY_CASES = [
     (lambda: cf(num_samples=0), ValueError, r"num_samples must be a positive integer; got 0"),
     (lambda: cf(num_samples=2.5), ValueError, r"num_samples must be a positive integer"),
     (lambda: cf(num_samples=True), ValueError, r"num_samples must be a positive integer"),
-    (lambda: cf(method="magic"), AbductionError, r"Unknown method 'magic'; choose one of"),
+    (lambda: cf(method="magic"), SettingsError, r"Unknown method 'magic'; choose one of"),
     (lambda: cf({"y": 0.3}, method="exact"), AbductionError, r"latent; use method='nuts'"),
     # programs: not callable, raising, zero units, wrong arguments, no noise view
     (
@@ -320,7 +323,12 @@ OTHER_CASES = [
     (lambda tmp: fit(model, "data"), DataError, r"data must be a mapping"),
     (lambda tmp: fit(model, {}), DataError, r"data hold no columns"),
     (lambda tmp: fit(model, {"x": np.zeros(0)}), DataError, r"no rows|lack"),
-    (lambda tmp: fit("model", {"x": np.zeros(3)}), TypeError, r"must be a NumPyro program"),
+    (lambda tmp: fit("model", {"x": np.zeros(3)}), SettingsError, r"must be a NumPyro program"),
+    (
+        lambda tmp: fit(model, {"x": np.zeros(3)}, method="mle"),
+        SettingsError,
+        r"Unknown method 'mle'; choose one of \['map', 'svi', 'nuts'\]",
+    ),
     (lambda tmp: FittedSCM.load(tmp / "missing.npz", model), FileNotFoundError, r"missing"),
     (lambda tmp: FittedSCM.load(tmp, model), SerializationError, r"not a saved scm_ppl fit"),
     (
@@ -418,7 +426,7 @@ def test_do_on_a_site_the_program_never_reaches_is_an_error_not_a_null_effect():
 
 
 def test_a_single_sample_estimate_reports_an_infinite_not_a_nan_standard_error():
-    queries = importlib.import_module("scm_ppl.queries")
+    queries = importlib.import_module("scm_ppl.query.estimates")
     value, std_error, count = queries._mean(np.array([0.7]))
     assert (value, count) == (0.7, 1) and std_error == np.inf
 

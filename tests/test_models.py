@@ -160,7 +160,7 @@ def test_edges_match_model_relations(name: str) -> None:
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_graph_matches_stated_edges(name: str) -> None:
-    graph_module = pytest.importorskip("scm_ppl.graph")
+    graph_module = pytest.importorskip("scm_ppl.core.causal_graph")
     module = MODELS[name]
     g = graph_module.graph(module.model)
     assert set(g.edges) == set(module.EDGES)

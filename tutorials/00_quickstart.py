@@ -40,7 +40,7 @@ def model(n=1):
 # %%
 g = graph(model)
 print("edges:", sorted(g.edges))
-ax = scm_ppl.plot_graph(g, title="z -> x -> y -> w")
+ax = scm_ppl.plotting.plot_graph(g, title="z -> x -> y -> w")
 ax.figure.savefig(OUT / "quickstart_graph.png", dpi=120, bbox_inches="tight")
 plt.close(ax.figure)
 print("graph drawn to", OUT / "quickstart_graph.png")
@@ -69,7 +69,7 @@ print(f"E[w | do(x=1)] = {float(w.mean()):.3f}  (truth 1.000, MC s.e. {se:.3f})"
 
 # %%
 with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always", scm_ppl.NotIdentifiableWarning)
+    warnings.simplefilter("always", scm_ppl.errors.NotIdentifiableWarning)
     rung3 = counterfactual(
         model,
         evidence={"x": 0.3, "w": 1.2},

@@ -46,7 +46,8 @@ from numpyro import handlers
 
 import scm_ppl
 from models import kidney_stones
-from scm_ppl import InterventionError, ate, do, interventional
+from scm_ppl import ate, do, interventional
+from scm_ppl.errors import InterventionError
 
 SMOKE = os.environ.get("SCM_PPL_SMOKE") == "1"
 NUM_SAMPLES = 200 if SMOKE else 4000  # draws of the whole population per query
@@ -109,7 +110,7 @@ for ax, graph_, title in zip(
     ("the SCM", "do(x = 1): hard", "do(x := x + 1): shift"),
     strict=True,
 ):
-    scm_ppl.plot_graph(graph_, ax=ax, title=title)
+    scm_ppl.plotting.plot_graph(graph_, ax=ax, title=title)
 path = OUTPUT / "01_graph.png"
 fig.savefig(path, dpi=120)
 plt.close(fig)

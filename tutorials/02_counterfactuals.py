@@ -120,7 +120,7 @@ print(f"max |change - total effect| over units: {np.abs(change - total_effect).m
 # The program is traced once per *structure* of the query (program, evidence and
 # intervention shapes); values of the evidence and of the interventions are arguments of
 # the compiled function. A repeated query with new data of the same shape costs one
-# compiled call. `scm_ppl.trace_count()` counts the compilations.
+# compiled call. `scm_ppl.query.engine.trace_count()` counts the compilations.
 
 
 # %%
@@ -138,11 +138,11 @@ def timed_query(seed, value):
     return time.perf_counter() - start, result
 
 
-traces = scm_ppl.trace_count()
+traces = scm_ppl.query.engine.trace_count()
 first, _ = timed_query(seed=1, value=1.0)
-traced_first = scm_ppl.trace_count() - traces
+traced_first = scm_ppl.query.engine.trace_count() - traces
 second, _ = timed_query(seed=2, value=-0.5)  # new evidence, new intervention value
-traced_second = scm_ppl.trace_count() - traces - traced_first
+traced_second = scm_ppl.query.engine.trace_count() - traces - traced_first
 print(f"{NUM_TIMED} units, first query:  {1e3 * first:8.1f} ms  (compilations: {traced_first})")
 print(f"{NUM_TIMED} units, repeat query: {1e3 * second:8.1f} ms  (compilations: {traced_second})")
 

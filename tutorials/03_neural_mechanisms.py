@@ -115,7 +115,7 @@ print(
 fresh = {k: jnp.asarray(v, jnp.float32) for k, v in nl.sample(10_000, seed=9).items()}
 true_nll = -float(log_density(nl.model, (), {"n": 10_000}, fresh)[0]) / 10_000
 fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
-scm_ppl.plot_learning_curve(fitted, ax=ax)
+scm_ppl.plotting.plot_learning_curve(fitted, ax=ax)
 ax.axhline(true_nll, color="grey", linestyle="--", linewidth=1, label="true mechanisms")
 ax.legend(frameon=False)
 ax.set_title(f"Learning the nonlinear SCM from {NUM_ROWS} rows")

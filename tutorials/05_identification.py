@@ -51,16 +51,9 @@ import numpyro.distributions as dist
 
 import scm_ppl
 from models import front_door, kidney_stones
-from scm_ppl import (
-    ADMG,
-    DiscreteJoint,
-    NotIdentifiableError,
-    admg,
-    backdoor_sets,
-    frontdoor_sets,
-    identify,
-    interventional,
-)
+from scm_ppl import ADMG, admg, identify, interventional
+from scm_ppl.errors import NotIdentifiableError
+from scm_ppl.graphical import DiscreteJoint, backdoor_sets, frontdoor_sets
 
 SMOKE = os.environ.get("SCM_PPL_SMOKE") == "1"
 NUM_DRAWS = 4 if SMOKE else 50  # draws of the whole population
@@ -218,7 +211,7 @@ for ax, graph_, title in zip(
     # Every node of an ADMG is an observed variable; the program's node attributes
     # (Z is exogenous noise there) would style it as latent.
     nx.set_node_attributes(picture, True, "observed")
-    scm_ppl.plot_graph(picture, ax=ax, title=title)
+    scm_ppl.plotting.plot_graph(picture, ax=ax, title=title)
 # One vertical scale for all panels, so that the bow's two nodes are not drawn huge.
 span = max(np.ptp(ax.get_ylim()) for ax in axes)
 for ax in axes:

@@ -52,14 +52,10 @@ import numpy as np
 import optax
 
 from models import linear_generator as lg
-from scm_ppl import (
-    do_mechanism,
-    fit,
-    plot_learning_curve,
-    rotate,
-    spectral_density_ratio,
-    trace_ratio,
-)
+from scm_ppl import do_mechanism, fit
+from scm_ppl.independence import spectral_density_ratio, trace_ratio
+from scm_ppl.learn import rotate
+from scm_ppl.plotting import plot_learning_curve
 
 SMOKE = os.environ.get("SCM_PPL_SMOKE") == "1"
 DIM = 12  # n: dimension of z, h and x
@@ -348,10 +344,11 @@ print(f"closed form ρ_bal = {lg.balanced_ratio(conv_truth, kind='conv'):.4f}")
 # loss is in the hundreds (400 pixels at noise scale 0.05), so λ = 100.
 
 # %%
-import scm_ppl._plot_independence as plot_independence
+import scm_ppl.plotting.independence as plot_independence
 from models import conv_generator as cg
 from models import morpho
-from scm_ppl import mechanism_genericity, stretch
+from scm_ppl import mechanism_genericity
+from scm_ppl.learn import stretch
 
 IMAGE_ROWS = 200 if SMOKE else 3_000
 IMAGE_EPOCHS = 1 if SMOKE else 40

@@ -50,16 +50,9 @@ from models import confounded_linear as cl
 from models import firing_squad as fs
 from models import hidden_mediator as hm
 from models import latent_confounder as lc
-from scm_ppl import (
-    ADMG,
-    bounds,
-    contraction,
-    fit,
-    intervened_mean,
-    local_identifiability,
-    refit_ensemble,
-)
-from scm_ppl._plot_identifiability import (
+from scm_ppl import ADMG, bounds, contraction, fit, local_identifiability, refit_ensemble
+from scm_ppl.howfar import intervened_mean
+from scm_ppl.plotting.howfar import (
     plot_contraction,
     plot_fisher_spectrum,
     plot_refit_spread,

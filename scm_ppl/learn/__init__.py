@@ -1,0 +1,33 @@
+"""Learning mechanisms: the mechanism builders (neural networks, flows, Bayesian
+weights), ``fit`` from observational and interventional data, save/load, and
+interventions on the learned mechanisms themselves (``do_mechanism``).
+
+A fitted SCM is an ordinary program to every query: nothing here imports the query layer.
+"""
+
+from scm_ppl.learn.fitting import FitHistory, FittedSCM, fit
+from scm_ppl.learn.mechanism_intervention import do_mechanism, rotate, scale, stretch
+from scm_ppl.learn.mechanisms import (
+    FlowDistribution,
+    additive_noise,
+    bernoulli,
+    categorical,
+    flow,
+    location_scale,
+)
+
+__all__ = [
+    "FitHistory",
+    "FittedSCM",
+    "FlowDistribution",
+    "additive_noise",
+    "bernoulli",
+    "categorical",
+    "do_mechanism",
+    "fit",
+    "flow",
+    "location_scale",
+    "rotate",
+    "scale",
+    "stretch",
+]

@@ -1,0 +1,542 @@
+"""Learning a program's mechanisms from observational and interventional data.
+
+The data convention
+-------------------
+The program is an ordinary NumPyro program whose per-unit sites live in one plate sized
+by an argument: ``numpyro.plate("unit", n)`` inside ``model(n, ...)`` by default
+(``plate=`` and ``size_arg=`` name others). ``data`` maps site names to arrays whose
+leading axis is the unit (one row per unit, every column the same length ``N``), so
+``data["x"]`` has the shape the site ``"x"`` has in ``model(n=N)``. A minibatch of
+``B`` rows is scored by running ``model(n=B)`` on those rows and scaling its
+log-likelihood by ``N / B``.
+
+What is learned
+---------------
+* ``numpyro.param`` sites, and neural modules registered through
+  ``numpyro.contrib.module``: point estimates (maximum a posteriori for every method but
+  ``"nuts"``, where they keep their initial values);
+* global latent sample sites (outside the unit plate: weights with priors): a MAP point
+  (``method="map"``), a Gaussian variational posterior (``"svi"``, like ``AutoNormal``),
+  or NUTS draws (``"nuts"``);
+* local latent sample sites (in the plate, absent from the data, e.g. a latent
+  confounder; name them in ``latent=``) are integrated out per unit by importance
+  sampling with ``num_particles`` draws (``"map"``, ``"svi"``: an importance-weighted
+  bound on the likelihood, with a linear-Gaussian proposal given the row's data learned
+  alongside), or sampled (``"nuts"``).
+
+Interventional data
+-------------------
+``interventions=[{...}, ...]`` lists the regimes the experimental rows came from and
+``regime=`` tags every row: ``-1`` (or ``None``) for observational rows, ``k`` for rows
+generated under ``interventions[k]``. Rows of regime ``k`` are scored under
+``do(model, interventions[k])``, so the intervened site's own mechanism drops out of their
+likelihood; all regimes share the parameters. A value ``None`` in a regime (or a regime
+given as a list of site names) means "set to the values recorded in the data": the
+usual randomised experiment, ``do(x = random values)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro import handlers
+
+from scm_ppl.core.inference import ProgramParts
+from scm_ppl.core.validate import check_callable, nonnegative_number
+from scm_ppl.errors import SerializationError, SettingsError
+from scm_ppl.learn.data import check_settings, check_structure, discover, prepare, split_rows
+from scm_ppl.learn.icm_penalty import IcmPair, resolve_pairs
+from scm_ppl.learn.nuts import fit_nuts
+from scm_ppl.learn.objective import FitEstimate, Objective, fitted_sites, num_rows
+from scm_ppl.learn.regimes import describe_regime
+from scm_ppl.learn.serialize import (
+    compare_fingerprints,
+    fingerprint,
+    global_shapes,
+    read_archive,
+    read_history,
+    unpack,
+    write_fit,
+)
+from scm_ppl.learn.train import GradientOptions, fit_gradient
+
+__all__ = ["FitHistory", "FittedSCM", "fit"]
+
+_DEFAULT_PARTICLES = 16
+
+
+class FitHistory(NamedTuple):
+    """The learning curve of a fit (per epoch; empty for ``method="nuts"``).
+
+    ``losses`` is the training objective per training row (negative log joint, or
+    negative ELBO, divided by the number of rows); ``validation_losses`` the negative
+    log-likelihood per held-out row at the end of each epoch. With ``icm_penalty``,
+    ``losses`` hold the data term alone and ``penalties`` the penalty ``λ Σ (log ρ)²``
+    per epoch (the optimised objective is their sum); ``penalties`` is empty otherwise.
+    """
+
+    losses: np.ndarray
+    validation_losses: np.ndarray
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    penalties: np.ndarray = np.zeros(0)
+
+
+class _FittedValues(NamedTuple):
+    """What a fit learned, as the fitted program uses it (``draws``: NUTS fits only)."""
+
+    params: Mapping[str, Any]
+    point: Mapping[str, Any]
+    loc: Mapping[str, Any]
+    scale: Mapping[str, Any]
+    draws: Mapping[str, Any] | None
+
+
+def _fitted_program(base_model: Callable, values: _FittedValues) -> Callable:
+    """``base_model`` with the learned values substituted: MAP global latents become
+    deterministic, Bayesian ones draw from their fitted posterior."""
+    program: Callable = handlers.substitute(base_model, data=dict(values.params))
+    if values.point or values.loc:
+        program = fitted_sites(
+            program, fixed=values.point, loc=values.loc, scale=values.scale, draws=values.draws
+        )
+    return program
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FittedSCM:
+    """A program with learned mechanisms; every query accepts it as a program.
+
+    Attributes
+    ----------
+    base_model
+        The program as written.
+    params
+        Learned ``numpyro.param`` values (constrained), by site name.
+    point
+        MAP values of global latent sample sites (``method="map"``).
+    posterior_loc, posterior_scale
+        The fitted posterior of global latent sites (``"svi"``, ``"nuts"``): a diagonal
+        Normal in the sites' unconstrained space (for ``"nuts"``, matched to the draws).
+    posterior_samples
+        Posterior draws of global latent sites, shaped ``(draw, *site_shape)``.
+    history
+        The learning curve (:class:`FitHistory`).
+    settings
+        The fit's settings, JSON-ready (method, plate, rows per regime, ...).
+
+    Notes
+    -----
+    :attr:`model` (and calling the object itself) runs ``base_model`` with the learned
+    parameters substituted; MAP global latents become deterministic sites holding their
+    estimate, and Bayesian ones draw from their fitted posterior, so mechanism uncertainty
+    flows into interventional and counterfactual answers.
+    """
+
+    base_model: Callable
+    params: dict[str, Any]
+    point: dict[str, jax.Array]
+    posterior_loc: dict[str, jax.Array]
+    posterior_scale: dict[str, jax.Array]
+    posterior_samples: dict[str, jax.Array]
+    history: FitHistory
+    settings: dict[str, Any]
+    _program: Callable = field(init=False)
+    _parts: list = field(init=False)  # [] until _program_parts is first asked, then [parts]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_program", _fitted_program(self.base_model, self._values()))
+        object.__setattr__(self, "_parts", [])
+
+    def _values(self) -> _FittedValues:
+        draws = self.posterior_samples if self.settings.get("method") == "nuts" else None
+        return _FittedValues(
+            params=self.params,
+            point=self.point,
+            loc=self.posterior_loc,
+            scale=self.posterior_scale,
+            draws=draws,
+        )
+
+    def _program_parts(self) -> ProgramParts | None:
+        """The program apart from its learned arrays, so that queries on fits of one
+        program with arrays of the same shapes share one compiled function (see
+        :class:`~scm_ppl.core.inference.ProgramParts`); ``None`` when what is not an array
+        (Python numbers, the static fields of Equinox modules) cannot be hashed. Worked
+        out once: like :attr:`model`, it holds the values the fit was made with."""
+        if not self._parts:
+            self._parts.append(self._split_program())
+        return self._parts[0]
+
+    def _split_program(self) -> ProgramParts | None:
+        dynamic, static = eqx.partition(self._values(), eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+        static_leaves, static_def = jax.tree_util.tree_flatten(static)
+        # A leaf's type too: 1 == 1.0 == True, but they make programs of different dtypes.
+        statics = tuple((type(x), x) for x in static_leaves)
+        key = (FittedSCM, self.base_model, treedef, static_def, statics)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        base_model = self.base_model
+
+        def build(values: list) -> Callable:
+            dynamic = jax.tree_util.tree_unflatten(treedef, values)
+            return _fitted_program(base_model, eqx.combine(dynamic, static))
+
+        return ProgramParts(key, leaves, build)
+
+    @property
+    def model(self) -> Callable:
+        """The fitted program: ``base_model`` with the learned parameters substituted."""
+        return self._program
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._program(*args, **kwargs)
+
+    @property
+    def method(self) -> str:
+        return self.settings["method"]
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Training loss per row, per epoch."""
+        return self.history.losses
+
+    @property
+    def validation_losses(self) -> np.ndarray:
+        """Validation loss per held-out row, per epoch (empty without a validation split)."""
+        return self.history.validation_losses
+
+    @property
+    def posterior_mean(self) -> dict[str, jax.Array]:
+        """Mean of the posterior draws of each global latent site (Bayesian fits)."""
+        return {k: jnp.mean(v, axis=0) for k, v in self.posterior_samples.items()}
+
+    def __repr__(self) -> str:
+        name = getattr(self.base_model, "__name__", type(self.base_model).__name__)
+        sites = sorted([*self.params, *self.point, *self.posterior_loc])
+        return (
+            f"FittedSCM({name}, method={self.method!r}, learned={sites}, "
+            f"epochs={len(self.history.losses)}, rows={self.settings.get('num_rows')})"
+        )
+
+    # --- save / load ------------------------------------------------------------------------
+
+    def save(self, path: Any) -> None:
+        """Save to ``path`` (suggested suffix ``.npz``): arrays as ``.npy`` members and
+        metadata as JSON in one zip archive; never pickle. The file is written next to
+        ``path`` under a temporary name and renamed over it, so an interrupted save leaves
+        an existing file intact. Load it with :meth:`FittedSCM.load`."""
+        groups = {
+            "point": self.point,
+            "loc": self.posterior_loc,
+            "scale": self.posterior_scale,
+            "samples": self.posterior_samples,
+        }
+        write_fit(path, self.params, groups, self.settings, self.history._asdict())
+
+    @classmethod
+    def load(
+        cls, path: Any, model: Callable, *, model_kwargs: Mapping[str, Any] | None = None
+    ) -> FittedSCM:
+        """Load a fit saved by :meth:`save`. The program is code, so pass it again: its
+        parameter names, shapes and dtypes must match the file's (checked).
+
+        ``model_kwargs`` default to the ones saved with the fit.
+        """
+        check_callable("model", model, what="the program that was fitted")
+        arrays, metadata = read_archive(path)
+        settings = metadata["settings"]
+        if model_kwargs is None:
+            if settings.get("model_kwargs") is None:
+                raise SerializationError(
+                    "The fit used model_kwargs that could not be saved as JSON; pass them: "
+                    "FittedSCM.load(path, model, model_kwargs={...})."
+                )
+            model_kwargs = settings["model_kwargs"]
+        structure = discover(
+            model,
+            settings["plate"],
+            settings["size_arg"],
+            dict(model_kwargs or {}),
+            jax.random.key(0),
+        )
+        shapes = global_shapes(structure.globals)
+        compare_fingerprints(metadata["fingerprint"], fingerprint(structure.params, shapes))
+        params, groups = unpack(arrays, metadata["arrays"], structure.params)
+        history = FitHistory(**read_history(metadata["history"]))
+        return cls(
+            base_model=model,
+            params=params,
+            point=groups["point"],
+            posterior_loc=groups["loc"],
+            posterior_scale=groups["scale"],
+            posterior_samples=groups["samples"],
+            history=history,
+            settings=settings,
+        )
+
+
+def fit(
+    model: Callable,
+    data: Mapping[str, Any],
+    *,
+    method: str = "map",
+    interventions: Sequence[Mapping[str, Any] | Sequence[str]] | None = None,
+    regime: Any = None,
+    latent: Sequence[str] | str = (),
+    plate: str = "unit",
+    size_arg: str = "n",
+    model_kwargs: Mapping[str, Any] | None = None,
+    num_epochs: int = 100,
+    batch_size: int | None = 256,
+    learning_rate: float = 0.01,
+    optimizer: optax.GradientTransformation | None = None,
+    validation_fraction: float | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool = True,
+    num_particles: int | None = None,
+    num_samples: int = 1000,
+    num_warmup: int = 500,
+    num_chains: int = 1,
+    rng_key: jax.Array | None = None,
+    progress: bool = True,
+    icm_penalty: float = 0.0,
+    icm_pairs: Sequence[Sequence[str]] | None = None,
+) -> FittedSCM:
+    """Learn a program's mechanisms from observational and interventional data.
+
+    Parameters
+    ----------
+    model
+        A NumPyro program ``model(n, ...)`` whose per-unit sites sit in
+        ``numpyro.plate(plate, n)`` (see the module notes for the convention).
+    data
+        ``{site: array}``, one row per unit (the unit axis first), every column ``N`` rows.
+        Every per-unit sample site must be given, unless named in ``latent``.
+    method
+        ``"map"`` (point estimates; MAP for global latent sites), ``"svi"`` (a Gaussian
+        variational posterior over global latent sites) or ``"nuts"`` (posterior draws;
+        small models: no minibatches, ``numpyro.param`` sites are not learned).
+    interventions, regime
+        Interventional regimes and the regime of each row: ``regime[i] = -1`` (or ``None``)
+        for an observational row, ``k`` for a row generated under ``interventions[k]``.
+        A regime is ``{site: value}`` with values as in :class:`~scm_ppl.do` (a hard value
+        broadcast over units, or a distribution) or ``None`` for "the values recorded in
+        the data"; a list of site names is short for all ``None``.
+    latent
+        Per-unit sample sites absent from the data (e.g. a latent confounder), integrated
+        out per unit by importance sampling with ``num_particles`` draws (default 16; more
+        for a tighter bound). Continuous ones are proposed from a Gaussian whose mean and
+        scale are linear in the row's standardised data, learned alongside (exact for
+        linear-Gaussian SCMs, a fair proposal for a few latent dimensions per unit);
+        discrete ones from their prior. Ignored without local latents.
+    plate, size_arg
+        The name of the unit plate and of the argument that sizes it.
+    model_kwargs
+        Further (static) arguments of the program.
+    num_epochs, batch_size, learning_rate, optimizer
+        An epoch visits every training row once in minibatches of ``batch_size`` rows
+        (``None``: all rows, one step per epoch); each regime contributes rows in
+        proportion to its size. Adam with ``learning_rate`` unless an optax
+        ``optimizer`` is given.
+    validation_fraction
+        Share of each regime's rows held out to compute a validation loss per epoch
+        (default 0.1 for ``"map"``/``"svi"``).
+    patience, min_delta, restore_best
+        Stop when the validation loss (the training loss without a validation split) has
+        not improved by ``min_delta`` for ``patience`` epochs. With a validation split,
+        return the parameters of its best epoch (``restore_best``) or of the last one;
+        without one, of the last (a noisy training loss would pick a lucky epoch).
+    num_samples, num_warmup, num_chains
+        Posterior draws kept (``"svi"``, ``"nuts"``), NUTS warmup and chains.
+    rng_key
+        A JAX PRNG key (default ``jax.random.key(0)``: fits are reproducible).
+    progress
+        Show a progress bar (tqdm).
+    icm_penalty
+        ``λ >= 0``: add ``λ Σ (log ρ)²`` to the per-row loss, ρ the genericity ratio
+        (trace ratio, spectral density ratio) of each successive pair of mechanisms, so
+        that training enforces independence of mechanisms (Besserve et al., AAAI 2021).
+    icm_pairs
+        The pairs ``(first, second)``: ``second`` a 2-D param, a full-length 1-D circular
+        kernel, or an ``eqx.nn.Linear``/``Conv``/``ConvTranspose`` (module path such as
+        ``"decoder.layers[2]"``); ``first`` either the site holding the second mechanism's
+        input (its minibatch sample covariance or averaged periodogram is used) or the first
+        mechanism's parameter (the statistics of its output for white input:
+        ``W1 W1ᵀ``). Default: every successive pair of linear/conv layers the program
+        registers (2-D params, Equinox layers), first to second as parameters.
+
+    Returns
+    -------
+    FittedSCM
+        Accepted by every query as a program; ``.model`` is the same program.
+
+    Raises
+    ------
+    DataError
+        Data that do not fit the program (missing or unknown sites, shapes, dtypes,
+        NaN/inf, no rows, bad regime tags).
+    InterventionError
+        A regime that names unknown sites or cannot be scored.
+    FitError
+        The loss became NaN/inf (the fit diverged).
+    GenericityError
+        ``icm_penalty`` on a program with no marked or detectable mechanism pairs, or
+        ``icm_pairs`` naming unknown or incompatible mechanisms.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model(n):
+    ...     w = numpyro.param("w", 0.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(w * x, 0.1))
+    >>> x = jax.random.normal(jax.random.key(1), (500,))
+    >>> fitted = fit(model, {"x": x, "y": 2.0 * x}, batch_size=None, num_epochs=300,
+    ...              learning_rate=0.05, progress=False)
+    >>> round(float(fitted.params["w"]), 2)
+    2.0
+    """
+    check_settings(
+        method,
+        num_epochs=num_epochs,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        num_chains=num_chains,
+        batch_size=batch_size,
+        patience=patience,
+        num_particles=num_particles,
+        learning_rate=learning_rate,
+        validation_fraction=validation_fraction,
+        min_delta=min_delta,
+    )
+    check_callable("model", model)
+    kwargs = dict(model_kwargs or {})
+    if size_arg in kwargs:
+        raise SettingsError(
+            f"model_kwargs sets {size_arg!r}, which fit sets to the number of rows; drop it."
+        )
+    prepared = prepare(model, data, interventions, regime, latent, plate, size_arg, kwargs)
+    key = jax.random.key(0) if rng_key is None else rng_key
+    init_key, split_key, run_key = jax.random.split(key, 3)
+    structure = discover(model, plate, size_arg, kwargs, init_key)
+    check_structure(prepared, structure, method)
+    pairs = _icm_pairs(icm_penalty, icm_pairs, method, prepared, structure, plate)
+    frac = (
+        (0.0 if method == "nuts" else 0.1) if validation_fraction is None else validation_fraction
+    )
+    labels = sorted(set(prepared.labels.tolist()))  # -1 (observational) first
+    train, valid = split_rows(prepared, labels, frac, split_key)
+    particles = 1 if not prepared.latent else (num_particles or _DEFAULT_PARTICLES)
+    objective = Objective(
+        model=model,
+        plate=plate,
+        size_arg=size_arg,
+        kwargs=kwargs,
+        regimes=prepared.regimes,
+        labels=labels,
+        structure=structure,
+        local={site: prepared.info.sites[site].shape[1:] for site in prepared.latent},
+        num_particles=particles,
+        bayesian=method == "svi",
+        icm_penalty=float(icm_penalty),
+        icm_pairs=pairs,
+    )
+    json_kwargs: Any = kwargs
+    try:
+        json.dumps(kwargs)
+    except (TypeError, ValueError):
+        json_kwargs = None
+    settings = {
+        "method": method,
+        "plate": plate,
+        "size_arg": size_arg,
+        "model_kwargs": json_kwargs,
+        "latent": list(prepared.latent),
+        "num_rows": len(prepared.labels),
+        "rows_per_regime": {str(k): int(np.sum(prepared.labels == k)) for k in labels},
+        "validation_rows": sum(num_rows(v) for v in valid),
+        "interventions": [describe_regime(spec) for spec in prepared.regimes],
+        "learning_rate": float(learning_rate) if optimizer is None else None,
+        "batch_size": batch_size,
+        "num_particles": particles,
+        "patience": patience,
+    }
+    if pairs:
+        settings["icm_penalty"] = float(icm_penalty)
+        settings["icm_pairs"] = [[_pair_name(p.first), p.second.name] for p in pairs]
+    if method == "nuts":
+        estimate = fit_nuts(
+            objective, train, settings, num_samples, num_warmup, num_chains, run_key, progress
+        )
+    else:
+        options = GradientOptions(
+            num_epochs=num_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            min_delta=min_delta,
+            restore_best=restore_best,
+            num_samples=num_samples,
+        )
+        estimate = fit_gradient(
+            objective, train, valid, settings, optimizer, options, run_key, progress
+        )
+    return _fitted(model, estimate)
+
+
+def _pair_name(first: Any) -> str:
+    return first if isinstance(first, str) else first.name
+
+
+def _icm_pairs(
+    penalty: Any, pairs: Any, method: str, prepared: Any, structure: Any, plate: str
+) -> list[IcmPair]:
+    """Check ``icm_penalty``/``icm_pairs`` and resolve the pairs (none without a penalty)."""
+    if not nonnegative_number("icm_penalty", penalty):
+        if pairs is not None:
+            raise SettingsError("icm_pairs without icm_penalty does nothing; set icm_penalty > 0.")
+        return []
+    if method == "nuts":
+        raise SettingsError("icm_penalty shapes a gradient fit; use method='map' or 'svi'.")
+    unit_sites = {
+        name: tuple(site.shape[1:])
+        for name, site in prepared.info.sites.items()
+        if plate in site.batch_dims
+    }
+    return resolve_pairs(pairs, structure.params, unit_sites)
+
+
+def _fitted(model: Callable, e: FitEstimate) -> FittedSCM:
+    history = FitHistory(
+        losses=e.losses,
+        validation_losses=e.validation_losses,
+        best_epoch=e.best_epoch,
+        stopped_early=e.stopped_early,
+        seconds=e.seconds,
+        penalties=e.penalties,
+    )
+    return FittedSCM(
+        base_model=model,
+        params=e.params,
+        point=e.point,
+        posterior_loc=e.loc,
+        posterior_scale=e.scale,
+        posterior_samples=e.samples,
+        history=history,
+        settings=e.settings,
+    )

@@ -1,0 +1,194 @@
+"""Abduction planning: which method recovers the noise for this evidence, and why.
+
+The rule, from the program's graph alone: abduction is *exact* when every sample site
+upstream of the evidence is observed and invertible (noise of sites not upstream of the
+evidence keeps its prior); a *coupling* draw when some of those observed mechanisms are
+discrete; *NUTS* (or SVI) when a latent sample site sits upstream of the evidence.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import networkx as nx
+
+from scm_ppl.core.intervention import Intervention
+from scm_ppl.core.program import ProgramInfo
+from scm_ppl.core.validate import check_method
+from scm_ppl.errors import (
+    AbductionError,
+    EvidenceError,
+    NoiseViewError,
+    NotIdentifiableError,
+    NotIdentifiableWarning,
+)
+
+__all__ = [
+    "METHODS",
+    "check_identified",
+    "choose_method",
+    "couplings_used",
+    "require_noise_views",
+]
+
+METHODS = ("auto", "exact", "coupling", "nuts", "svi")
+
+
+def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
+    """Pick the abduction method for evidence on a program, and say why.
+
+    Returns
+    -------
+    (method, reason)
+    """
+    check_method(method, METHODS)
+    key = ("abduction method", frozenset(evidence), method)
+    return info.remember(key, lambda: _choose_method(info, set(evidence), method))
+
+
+def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[str, str]:
+    observed = {n for n, s in info.sites.items() if s.kind == "sample" and s.observed} | evidence
+    latent = [n for n in info.sample_sites() if n not in observed]
+    relevant = info.ancestors(evidence) | evidence
+    # Sites drawn from a Bayesian fit's posterior already hold the data: they are drawn
+    # as they are, never conditioned again on one unit's evidence.
+    from_fit = [n for n in latent if n in relevant and info.sites[n].fit_posterior]
+    latent_ancestors = [n for n in latent if n in relevant and n not in from_fit]
+    stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
+    stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
+    if stuck:
+        raise EvidenceError(
+            f"Evidence on deterministic site(s) {stuck} cannot be used: they have unobserved "
+            "sample-site ancestors, and inference cannot condition on a noise-free mechanism. "
+            "Model them as sample sites with (small) noise, or drop them from the evidence."
+        )
+    non_invertible = [
+        n
+        for n in info.sample_sites()
+        if n in observed and n in relevant and not info.sites[n].invertible
+    ]
+    if method == "auto":
+        method = "nuts" if latent_ancestors else ("coupling" if non_invertible else "exact")
+    if method in ("exact", "coupling") and latent_ancestors:
+        raise AbductionError(
+            f"Abduction by {method!r} needs every sample site upstream of the evidence to be "
+            f"observed, but {latent_ancestors} {'is' if len(latent_ancestors) == 1 else 'are'} "
+            "latent; use method='nuts' (or 'svi') to infer them."
+        )
+    if method == "exact" and non_invertible:
+        site = info.sites[non_invertible[0]]
+        raise AbductionError(
+            f"Exact abduction needs invertible mechanisms, but '{site.name}' "
+            f"({site.distribution}) does not invert: its noise given its value is a set "
+            f"(coupling: {site.coupling}). Use method='coupling' to draw the noise from that "
+            "set, or method='nuts'."
+        )
+    if method in ("nuts", "svi"):
+        draws = [n for n in from_fit if info.sites[n].distribution == "PosteriorDraws"]
+        if draws:
+            raise AbductionError(
+                f"{method.upper()} abduction would have to move the weights {draws}, which "
+                "hold a NUTS fit's posterior draws (no density to move them by), because the "
+                f"latent site(s) {latent_ancestors or latent} are upstream of the evidence. "
+                "Fit with method='svi' (a density over the weights), give evidence for the "
+                "latent sites, or query the fit by its posterior mean."
+            )
+        discrete = [n for n in latent if info.sites[n].discrete]
+        if discrete:
+            raise AbductionError(
+                f"{method.upper()} cannot infer the discrete latent site(s) {discrete}; give "
+                "evidence for them or make the program continuous in its latent sites."
+            )
+    reasons = {
+        "exact": "every sample site upstream of the evidence is observed and invertible",
+        "coupling": f"the noise of {non_invertible} is drawn from the set its value allows",
+        "nuts": f"latent site(s) {latent_ancestors} are upstream of the evidence",
+        "svi": f"latent site(s) {latent_ancestors} are upstream of the evidence (SVI asked for)",
+    }
+    if from_fit and method in ("exact", "coupling"):
+        reasons[method] += (
+            f"; the fit's posterior of {from_fit} is drawn as it is (one draw per sample), "
+            "not updated by this evidence"
+        )
+    return method, reasons[method]
+
+
+def require_noise_views(info: ProgramInfo) -> None:
+    for site in info.sites.values():
+        if site.noise_error:
+            raise NoiseViewError(
+                f"Site '{site.name}' has no noise view, so it cannot be shared across worlds. "
+                + site.noise_error
+            )
+
+
+def couplings_used(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Intervention]]) -> dict:
+    """The couplings an answer rests on: those of non-invertible mechanisms whose value can
+    change between worlds (downstream of an intervention, or shifted themselves). The
+    others replay their factual value whatever noise is drawn for them."""
+    changed: set[str] = set()
+    for ivs in worlds.values():
+        for name, iv in ivs.items():
+            changed |= nx.descendants(info.graph, name)
+            if iv.kind == "shift":
+                changed.add(name)
+    return {
+        n: info.sites[n].coupling
+        for n in info.sample_sites()
+        if n in changed and not info.sites[n].invertible
+    }
+
+
+def check_identified(
+    info: ProgramInfo, treatment: set[str], evidence: Any, *, strict: bool
+) -> dict[str, Any]:
+    """Is ``P(descendants of treatment | do(treatment))`` identified on the program's ADMG?
+
+    What is observed is what the query is given: with evidence, the exogenous sample
+    sites that are neither evidence, observed in the program, nor intervened on are
+    latent (those with two children become bidirected edges); without evidence every
+    site counts as observed and there is nothing to check. Sites not downstream of the
+    treatment are unaffected by it, so the question is the effect on its descendants.
+    Not identified: warn, or raise under ``strict``. Returns JSON-ready metadata.
+    """
+    if not evidence:
+        return {"identified": True, "observed": "all sites (no evidence given)"}
+    g = info.graph
+    seen = set(evidence) | set(treatment)
+    latent = [
+        n for n, a in g.nodes(data=True) if a.get("role") == "exogenous" and not a.get("observed")
+    ]
+    latent = [n for n in latent if n not in seen]
+    if not latent:  # nothing hidden: the graph is its own ADMG, with no bidirected edge
+        return {"identified": True}
+    key = ("identified", frozenset(treatment), frozenset(latent))
+    identified, result, outcome = info.remember(key, lambda: _identify(info, treatment, latent))
+    if identified:
+        return {"identified": True} if result is None else {"identified": True, "estimand": result}
+    message = (
+        f"{outcome} is not identified from observational data on the program's ADMG "
+        f"(latent {sorted(latent)}; {result}): the answer rests on the program's "
+        "parametric assumptions. Pass strict=True to make this an error, or give evidence "
+        "for the latent sites."
+    )
+    if strict:
+        raise NotIdentifiableError(message)
+    warnings.warn(message, NotIdentifiableWarning, stacklevel=3)
+    return {"identified": False, "hedge": result}
+
+
+def _identify(info: ProgramInfo, treatment: set[str], latent: list[str]) -> tuple:
+    """(identified, estimand or hedge text, query text), computed once per query shape."""
+    from scm_ppl.graphical.id_algorithm import identify
+    from scm_ppl.graphical.mixed_graph import admg
+
+    projected = admg(info.graph, latent=latent)
+    outcome = set().union(*(nx.descendants(projected.directed, t) for t in treatment)) - treatment
+    if not projected.bidirected or not outcome or not treatment:
+        return True, None, None
+    result = identify(projected, sorted(treatment), sorted(outcome))
+    if result.identifiable:
+        return True, str(result.estimand), result.query
+    return False, str(result.hedge), result.query

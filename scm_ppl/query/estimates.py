@@ -1,0 +1,262 @@
+"""Causal estimands built on the worlds: ATE, ETT and the probabilities of causation.
+
+Each is a Monte-Carlo average over draws *and* units of the program, returned with its
+standard error and the couplings it assumes. Counterfactual estimands of discrete
+mechanisms are not identified by the model's distributions alone: they hold under the
+coupling of each non-invertible mechanism (by default the monotone inverse-CDF
+coupling), which the result names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from scm_ppl.core.program import as_kwargs, inspect_program
+from scm_ppl.errors import EstimandError, InterventionError
+from scm_ppl.query.queries import counterfactual, interventional
+
+__all__ = ["Estimate", "ate", "ett", "pn", "pns", "ps"]
+
+
+class Estimate(NamedTuple):
+    """A Monte-Carlo estimate of a causal quantity.
+
+    Attributes
+    ----------
+    value
+        The estimate.
+    std_error
+        Its Monte-Carlo standard error; ``inf`` when it rests on a single sample, whose
+        spread cannot be estimated (raise ``num_samples`` or the number of units).
+    num_effective
+        Number of (draw, unit) samples it averages over (after conditioning).
+    couplings
+        ``{site: coupling}`` assumed for mechanisms that do not invert (empty for
+        interventional quantities, which need none).
+    """
+
+    value: float
+    std_error: float
+    num_effective: int
+    couplings: dict[str, str]
+
+
+def _mean(samples: np.ndarray, condition: str = "") -> tuple[float, float, int]:
+    n = samples.size
+    if n == 0:  # a conditional estimand whose condition no sample meets: no silent NaN
+        raise EstimandError(
+            f"No (draw, unit) sample meets the condition {condition}, so the estimate is "
+            "undefined. Check that treated/control/positive are values the sites take, or "
+            "raise num_samples (or the number of units)."
+        )
+    # One sample says nothing about its own spread: inf, not NaN, so that a tolerance
+    # check like |value - target| < 4 * std_error passes vacuously instead of silently.
+    sd = float(np.std(samples, ddof=1)) if n > 1 else float("inf")
+    return float(np.mean(samples)), sd / np.sqrt(n), n
+
+
+def _check_sites(model: Callable, args: tuple, kwargs: Mapping, *names: str) -> None:
+    info = inspect_program(model, args, kwargs)
+    unknown = [n for n in names if n not in info.sites]
+    if unknown:
+        raise InterventionError(f"Unknown site(s) {unknown}; the program has sites {info.names()}.")
+
+
+def _discrete_treatment(model: Callable, args: tuple, kwargs: Mapping, treatment: str) -> None:
+    site = inspect_program(model, args, kwargs).sites[treatment]
+    if site.kind == "sample" and not site.discrete:
+        raise InterventionError(
+            f"Treatment '{treatment}' is continuous ({site.distribution}); conditioning on "
+            "its factual value needs a discrete treatment (Bernoulli, Categorical, ...)."
+        )
+
+
+def ate(
+    model: Callable,
+    treatment: str,
+    outcome: str,
+    *,
+    rng_key: jax.Array,
+    treated: Any = 1.0,
+    control: Any = 0.0,
+    num_samples: int = 1000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """Average treatment effect ``E[Y | do(T=treated)] - E[Y | do(T=control)]``.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
+    ...     numpyro.sample("y", dist.Normal(3.0 * t, 1.0))
+    >>> effect = ate(model, "t", "y", rng_key=jax.random.key(0), num_samples=4000)
+    >>> abs(effect.value - 3.0) < 4 * effect.std_error
+    True
+    """
+    kwargs = as_kwargs(model_kwargs)
+    _check_sites(model, model_args, kwargs, treatment, outcome)
+    result = interventional(
+        model,
+        {"treated": {treatment: treated}, "control": {treatment: control}},
+        rng_key=rng_key,
+        num_samples=num_samples,
+        model_args=model_args,
+        model_kwargs=kwargs,
+    )
+    y = np.asarray(result.samples["predictions"][outcome])
+    treated_mean, treated_se, n = _mean(y[:, :, 0])
+    control_mean, control_se, _ = _mean(y[:, :, 1])
+    return Estimate(
+        value=treated_mean - control_mean,
+        std_error=float(np.hypot(treated_se, control_se)),
+        num_effective=n,
+        couplings={},
+    )
+
+
+def _two_worlds(model, treatment, treated, control, rng_key, num_samples, args, kwargs):
+    result = counterfactual(
+        model,
+        None,
+        {"treated": {treatment: treated}, "control": {treatment: control}},
+        rng_key=rng_key,
+        num_samples=num_samples,
+        model_args=args,
+        model_kwargs=kwargs,
+    )
+    return result, result.attrs["couplings"]
+
+
+def ett(
+    model: Callable,
+    treatment: str,
+    outcome: str,
+    *,
+    rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    num_samples: int = 1000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """Effect of treatment on the treated, ``E[Y_treated - Y_control | T = treated]``.
+
+    Computed on shared noise: the factual and counterfactual outcomes of the same units.
+    """
+    kwargs = as_kwargs(model_kwargs)
+    _check_sites(model, model_args, kwargs, treatment, outcome)
+    _discrete_treatment(model, model_args, kwargs, treatment)
+    result, couplings = _two_worlds(
+        model, treatment, treated, control, rng_key, num_samples, model_args, kwargs
+    )
+    pred = result.samples["predictions"]
+    t, y = np.asarray(pred[treatment][:, :, 0]), np.asarray(pred[outcome])
+    selected = t == np.asarray(treated)
+    value, se, n = _mean((y[:, :, 1] - y[:, :, 2])[selected], f"{treatment} = {treated!r}")
+    return Estimate(value=value, std_error=se, num_effective=n, couplings=couplings)
+
+
+def _probability_of_causation(
+    model, treatment, outcome, rng_key, num_samples, args, kwargs, which, treated, control, positive
+):
+    kwargs = dict(kwargs or {})
+    _check_sites(model, args, kwargs, treatment, outcome)
+    _discrete_treatment(model, args, kwargs, treatment)
+    result, couplings = _two_worlds(
+        model, treatment, treated, control, rng_key, num_samples, args, kwargs
+    )
+    pred = result.samples["predictions"]
+    t = np.asarray(pred[treatment][:, :, 0]) == np.asarray(treated)
+    y = np.asarray(pred[outcome][:, :, 0]) == np.asarray(positive)
+    y_treated = np.asarray(pred[outcome][:, :, 1]) == np.asarray(positive)
+    y_control = np.asarray(pred[outcome][:, :, 2]) == np.asarray(positive)
+    outcomes = np.asarray(pred[outcome])
+    if not np.any(outcomes == np.asarray(positive)):
+        # A positive value the outcome never takes makes PS and PNS 0 for the wrong reason.
+        raise EstimandError(
+            f"The outcome {outcome!r} never equals positive={positive!r} in any world of "
+            f"{outcomes.size} samples (it takes {np.unique(outcomes)[:8].tolist()}); give the "
+            "outcome value that counts as 'Y = 1'."
+        )
+    observed = f"{treatment} = {treated!r} and {outcome} = {positive!r}"
+    if which == "pn":
+        value, se, n = _mean(~y_control[t & y], observed)
+    elif which == "ps":
+        value, se, n = _mean(y_treated[~t & ~y], observed.replace("=", "!="))
+    else:
+        value, se, n = _mean(y_treated & ~y_control)
+    if n:
+        p = min(max(value, 1.0 / (n + 1)), 1.0 - 1.0 / (n + 1))
+        se = float(np.sqrt(p * (1 - p) / n))  # binomial: finite even when every unit agrees
+    return Estimate(value=value, std_error=se, num_effective=n, couplings=couplings)
+
+
+def pn(
+    model: Callable,
+    treatment: str,
+    outcome: str,
+    *,
+    rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    positive: Any = 1,
+    num_samples: int = 1000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """Probability of necessity ``P(Y_{T=0} = 0 | T = 1, Y = 1)``.
+
+    ``treated``, ``control`` and ``positive`` (the outcome value counted as "Y = 1")
+    name the values of a discrete treatment and outcome; the defaults are 1, 0 and 1.
+    """
+    return _probability_of_causation(
+        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pn",
+        treated, control, positive,
+    )  # fmt: skip
+
+
+def ps(
+    model: Callable,
+    treatment: str,
+    outcome: str,
+    *,
+    rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    positive: Any = 1,
+    num_samples: int = 1000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """Probability of sufficiency ``P(Y_{T=1} = 1 | T = 0, Y = 0)`` (values as in :func:`pn`)."""
+    return _probability_of_causation(
+        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "ps",
+        treated, control, positive,
+    )  # fmt: skip
+
+
+def pns(
+    model: Callable,
+    treatment: str,
+    outcome: str,
+    *,
+    rng_key: jax.Array,
+    treated: Any = 1,
+    control: Any = 0,
+    positive: Any = 1,
+    num_samples: int = 1000,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """Probability of necessity and sufficiency ``P(Y_{T=1} = 1, Y_{T=0} = 0)`` (values as
+    in :func:`pn`)."""
+    return _probability_of_causation(
+        model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pns",
+        treated, control, positive,
+    )  # fmt: skip
