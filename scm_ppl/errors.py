@@ -11,6 +11,7 @@ __all__ = [
     "AbductionError",
     "BoundsError",
     "DataError",
+    "DataWarning",
     "EstimandError",
     "EvidenceError",
     "FitError",
@@ -115,3 +116,8 @@ class SettingsError(ScmPplError, ValueError, TypeError):
     integer, an unknown ``method=``, an ``rng_key`` that is not a JAX key, a mapping of
     sites that is not one. The same mistake reads the same wherever it is made (the
     checks live in :mod:`scm_ppl.core.validate`)."""
+
+
+class DataWarning(ScmPplWarning):
+    """Rows of the data or evidence were dropped on an explicit request (``missing="drop"``,
+    ``impossible="drop"``); the message and the result's ``attrs`` say how many."""

@@ -20,6 +20,7 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 
+from scm_ppl.core.frames import as_columns
 from scm_ppl.core.program import ProgramInfo, inspect_program
 from scm_ppl.core.validate import (
     check_method,
@@ -86,6 +87,7 @@ def check_settings(method: str, **values: Any) -> None:
 
 
 def _columns(data: Any) -> dict[str, np.ndarray]:
+    data = as_columns(data)  # a DataFrame: its columns, NaN refused with the count
     if not isinstance(data, Mapping):
         raise DataError(
             "data must be a mapping from site name to an array with one row per unit, e.g. "

@@ -18,6 +18,7 @@ import jax
 import networkx as nx
 
 from scm_ppl.core.cache import LRUCache
+from scm_ppl.core.frames import as_columns
 from scm_ppl.core.handlers import do
 from scm_ppl.core.intervention import Intervention, as_intervention, as_interventions
 from scm_ppl.core.prng import as_query_key
@@ -159,6 +160,7 @@ def plan_query(
     )
     check_chunk_size(chunk_size)
     args, kwargs = tuple(model_args), as_kwargs(model_kwargs)
+    evidence = as_columns(evidence, what="evidence")  # a DataFrame: one row per unit
     info = inspect_program(model, args, kwargs)
     common = {"model": model, "args": args, "kwargs": kwargs, "info": info}
     if kind == "interventional":

@@ -144,6 +144,30 @@ class CausalResult:
             raise KeyError(f"No world {label!r} in this result; it has {sorted(self._worlds)}.")
         return self._worlds[label]
 
+    def to_dataframe(self, label: str) -> Any:
+        """One world as a pandas DataFrame: one row per unit, one column per site, each
+        value the mean over chains and draws (a site with no unit axis is repeated on
+        every row; a site with its own axes gets one column per entry, ``"x[0]"``, ...).
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from scm_ppl import counterfactual
+        >>> def model():
+        ...     x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+        >>> cf = counterfactual(model, {"x": 0.5, "y": 1.5}, {"x": 1.0}, rng_key=jax.random.key(0))
+        >>> cf.to_dataframe("cf")["y"].tolist()
+        [2.5]
+        """
+        import numpy as np
+
+        from scm_ppl.core.frames import to_frame
+
+        means = {k: np.asarray(v).mean(axis=(0, 1)) for k, v in self.world(label).items()}
+        n = max((m.shape[0] for m in means.values() if m.ndim), default=1)
+        return to_frame({k: m if m.ndim else np.full(n, m) for k, m in means.items()})
+
     def to_inference_data(self) -> Any:
         """The result as ``arviz.InferenceData`` (built once, then cached)."""
         if self._idata is None:
