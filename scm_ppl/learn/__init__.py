@@ -6,6 +6,8 @@ A fitted SCM is an ordinary program to every query: nothing here imports the que
 """
 
 from scm_ppl.learn.fitting import FitHistory, FittedSCM, fit
+from scm_ppl.learn.from_graph import GraphSCM, MechanismChoice, scm_from_graph
+from scm_ppl.learn.hurdle import Hurdle
 from scm_ppl.learn.mechanism_intervention import do_mechanism, rotate, scale, stretch
 from scm_ppl.learn.mechanisms import (
     FlowDistribution,
@@ -20,6 +22,9 @@ __all__ = [
     "FitHistory",
     "FittedSCM",
     "FlowDistribution",
+    "GraphSCM",
+    "Hurdle",
+    "MechanismChoice",
     "additive_noise",
     "bernoulli",
     "categorical",
@@ -29,5 +34,6 @@ __all__ = [
     "location_scale",
     "rotate",
     "scale",
+    "scm_from_graph",
     "stretch",
 ]
