@@ -8,6 +8,7 @@ PN, PS, PNS) live here too.
 
 from scm_ppl.query.estimates import Estimate, ate, ett, pn, pns, ps
 from scm_ppl.query.grid import sweep
+from scm_ppl.query.over_rows import RowsEstimate, effect_over_rows
 from scm_ppl.query.queries import counterfactual, interventional
 from scm_ppl.query.results import CausalResult
 from scm_ppl.query.scaling import shard_units
@@ -18,9 +19,11 @@ __all__ = [
     "CausalResult",
     "DoseResponse",
     "Estimate",
+    "RowsEstimate",
     "ate",
     "counterfactual",
     "dose_response",
+    "effect_over_rows",
     "ett",
     "interventional",
     "multi_world",

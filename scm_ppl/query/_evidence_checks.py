@@ -132,7 +132,12 @@ def marks_of_trace(
             if view.inverse is None:  # coupled: its noise was drawn from the value's cell
                 # An empty cell (probability zero; numpyro clamps such log-probabilities
                 # to finite values) gives noise that maps to another value.
-                same = view.forward(noise["value"]) == site["value"]
+                back, value = view.forward(noise["value"]), jnp.asarray(site["value"])
+                if jnp.issubdtype(value.dtype, jnp.inexact):  # a mixed law (hurdle): its
+                    # continuous part maps back up to float rounding, its atoms exactly
+                    same = jnp.isclose(back, value, rtol=1e-4, atol=0.0)
+                else:
+                    same = back == value
                 marks[f"{_ZERO}.{name}"] = jnp.where(same, 0.0, jnp.nan).astype(jnp.float32)
         elif (site.get("infer") or {}).get(INTERVENTION_KEY) == "shift":
             value = jnp.asarray(site["value"])
@@ -154,12 +159,19 @@ def raise_for_marks(marks: Mapping[str, Any]) -> None:
         kind, site = name.split(".", 1)
         count, first = int(flagged.sum()), int(np.argmax(flagged.ravel()))
         if kind == _ZERO:
-            raise EvidenceError(
+            # The unit axis is the last one of a per-unit scalar site's marks.
+            units = np.unique(np.nonzero(flagged.reshape(-1, flagged.shape[-1]))[1]).tolist()
+            listed = f"{units[:20]}{' ...' if len(units) > 20 else ''}"
+            err = EvidenceError(
                 f"Evidence for '{site}' has probability zero under its mechanism for {count} "
-                f"value(s) (first at flat index {first}): the model cannot produce the "
-                "observed value given its parents' values, so no noise explains it and no "
-                "counterfactual exists. Check those units' evidence, or the mechanism."
+                f"value(s) (first at flat index {first}), at unit(s) {listed} ({len(units)} "
+                "in all, indices along the unit plate): the model cannot produce the observed "
+                "value given its parents' values, so no noise explains it and no "
+                "counterfactual exists. Check those units' evidence or the mechanism, or drop "
+                "them explicitly (ate/ett(..., rows=df, impossible='drop') does, with a warning)."
             )
+            err.units = tuple(units)  # type: ignore[attr-defined]
+            raise err
         world = kind[len(_SHIFT) :]
         raise InterventionError(
             f"The shift intervention on '{site}' gave NaN/inf in world '{world}' for {count} "

@@ -17,6 +17,7 @@ import numpy as np
 
 from scm_ppl.core.program import as_kwargs, inspect_program
 from scm_ppl.errors import EstimandError, InterventionError
+from scm_ppl.query.over_rows import RowsEstimate, effect_over_rows
 from scm_ppl.query.queries import counterfactual, interventional
 
 __all__ = ["Estimate", "ate", "ett", "pn", "pns", "ps"]
@@ -86,8 +87,14 @@ def ate(
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
-) -> Estimate:
+    rows: Any = None,
+    impossible: str = "raise",
+) -> Estimate | RowsEstimate:
     """Average treatment effect ``E[Y | do(T=treated)] - E[Y | do(T=control)]``.
+
+    With ``rows`` (a DataFrame of units, or a sequence of fits as ``model``), the average
+    over those rows by abduction per row, with a bootstrap interval
+    (:mod:`scm_ppl.query.over_rows`; ``impossible="drop"`` as in :func:`ett`).
 
     Examples
     --------
@@ -99,6 +106,19 @@ def ate(
     >>> abs(effect.value - 3.0) < 4 * effect.std_error
     True
     """
+    if rows is not None:  # the user's units, by abduction per row: see over_rows
+        return effect_over_rows(
+            model,
+            treatment,
+            outcome,
+            rows,
+            rng_key=rng_key,
+            which="ate",
+            treated=treated,
+            control=control,
+            num_samples=num_samples,
+            impossible=impossible,
+        )
     kwargs = as_kwargs(model_kwargs)
     _check_sites(model, model_args, kwargs, treatment, outcome)
     result = interventional(
@@ -144,11 +164,29 @@ def ett(
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
-) -> Estimate:
+    rows: Any = None,
+    impossible: str = "raise",
+) -> Estimate | RowsEstimate:
     """Effect of treatment on the treated, ``E[Y_treated - Y_control | T = treated]``.
 
     Computed on shared noise: the factual and counterfactual outcomes of the same units.
+    With ``rows`` (a DataFrame), the average over the given rows with ``T = treated``, each
+    abducted from its own evidence (:mod:`scm_ppl.query.over_rows`), with a bootstrap
+    interval; ``impossible="drop"`` drops rows whose evidence the model cannot produce.
     """
+    if rows is not None:  # the user's units, by abduction per row: see over_rows
+        return effect_over_rows(
+            model,
+            treatment,
+            outcome,
+            rows,
+            rng_key=rng_key,
+            which="ett",
+            treated=treated,
+            control=control,
+            num_samples=num_samples,
+            impossible=impossible,
+        )
     kwargs = as_kwargs(model_kwargs)
     _check_sites(model, model_args, kwargs, treatment, outcome)
     _discrete_treatment(model, model_args, kwargs, treatment)
