@@ -8,6 +8,7 @@ A fitted SCM is an ordinary program to every query: nothing here imports the que
 from scm_ppl.learn.fitting import FitHistory, FittedSCM, fit
 from scm_ppl.learn.from_graph import GraphSCM, MechanismChoice, scm_from_graph
 from scm_ppl.learn.hurdle import Hurdle
+from scm_ppl.learn.inhibit import inhibit
 from scm_ppl.learn.mechanism_intervention import do_mechanism, rotate, scale, stretch
 from scm_ppl.learn.mechanisms import (
     FlowDistribution,
@@ -31,6 +32,7 @@ __all__ = [
     "do_mechanism",
     "fit",
     "flow",
+    "inhibit",
     "location_scale",
     "rotate",
     "scale",

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from models.real_data import sachs_graph
+from scm_ppl.errors import DataError, GraphError, SettingsError
 from scm_ppl.learn import scm_from_graph
 from scm_ppl.query import ett
-from scm_ppl.errors import DataError, GraphError, SettingsError
 
 GRAPH = nx.DiGraph([("x", "b"), ("x", "k"), ("x", "z"), ("x", "h"), ("b", "z")])
 
@@ -91,7 +91,7 @@ def test_columns_and_nodes_must_match():
         scm_from_graph(GRAPH, df.assign(extra=1.0))
     with pytest.raises(DataError, match=r"node\(s\) \['h'\] with no column"):
         scm_from_graph(GRAPH, df.drop(columns=["h"]))
-    with pytest.raises(GraphError, match="networkx.DiGraph"):
+    with pytest.raises(GraphError, match=r"networkx\.DiGraph"):
         scm_from_graph([("x", "b")], df)
 
 
