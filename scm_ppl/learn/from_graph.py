@@ -146,18 +146,16 @@ class GraphSCM:
         for node in self.order:
             c = self.choices[node]
             f = f"features({', '.join(c.parents)}) @ " if c.parents else ""
-            lin = (
-                f"{f}param('{node}.weight') + param('{node}.bias')"
-                if f
-                else f"param('{node}.bias')"
-            )
+            lin = f"{f}param('{node}.weight') + param('{node}.bias')"
+            zero = f"{f}param('{node}.zero_weight') + param('{node}.zero_bias')"
+            if not f:  # a root: no features, only the bias
+                lin, zero = f"param('{node}.bias')", f"param('{node}.zero_bias')"
             law = {
                 "logistic": f"dist.BernoulliLogits({lin})",
                 "softmax": f"dist.CategoricalLogits({lin})",
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
-                "hurdle": f"Hurdle({f}param('{node}.zero_weight') + param('{node}.zero_bias'),"
-                f" mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
             }[c.family]
             out.append(f"        {node} = numpyro.sample({node!r}, {law})")
         return "\n".join(out)

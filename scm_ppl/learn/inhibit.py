@@ -45,11 +45,17 @@ def _rows(scm: GraphSCM, child: str, parent: str) -> slice:
 
 
 def inhibit(
-    program: GraphSCM | FittedSCM, child: str, parent: str, *, factor: float = 0.0,
+    program: Any,
+    child: str,
+    parent: str,
+    *,
+    factor: float = 0.0,
     shift: float = 0.0,
-) -> Any:  # fmt: skip
+    scm: GraphSCM | None = None,
+) -> Any:
     """``program`` with ``parent``'s influence on ``child`` scaled by ``factor`` and its
-    effective value shifted by ``shift`` inside ``child``'s mechanism only.
+    effective value shifted by ``shift`` inside ``child``'s mechanism only. To act on
+    several edges, pass the result again with ``scm=`` the original program.
 
     Examples
     --------
@@ -66,7 +72,8 @@ def inhibit(
     >>> round(float(out.world("do")["y"].std()), 1)  # only y's own noise is left
     0.1
     """
-    scm = program.base_model if isinstance(program, FittedSCM) else program
+    if scm is None:
+        scm = program.base_model if isinstance(program, FittedSCM) else program  # type: ignore[assignment]
     if not isinstance(scm, GraphSCM):
         raise InterventionError(
             "inhibit acts on a program from scm_from_graph (or its fit), whose mechanisms "
