@@ -132,6 +132,7 @@ def run_sachs() -> list[str]:
                 "PIP2",
                 factor=1.0,
                 shift=low("PIP2"),
+                scm=model,
             ),
             "PIP2 seen by PKC and PIP3 at its baseline 1st percentile",
         ),
