@@ -62,6 +62,7 @@ def test_arrow_strength_variance_matches_closed_form() -> None:
     assert r.uncertainty == "monte-carlo"
 
 
+@pytest.mark.slow
 def test_arrow_strength_kl_matches_closed_form() -> None:
     r = attribution.arrow_strength(linear, "y", measure="kl", rng_key=jax.random.key(2))
     var_x, var_z = SX**2, B**2 * SX**2 + SZ**2
@@ -80,6 +81,7 @@ def test_intrinsic_influence_matches_closed_form() -> None:
     assert abs(r.estimate.sum() - sum(truth.values())) < 0.05 * sum(truth.values())
 
 
+@pytest.mark.slow
 def test_sampled_shapley_agrees_with_exact() -> None:
     exact = attribution.intrinsic_influence(linear, "y", num_replicates=2)
     sampled = attribution.intrinsic_influence(
@@ -138,6 +140,7 @@ def _simulate(w: np.ndarray, noise: np.ndarray, kind: str) -> np.ndarray:
     return x
 
 
+@pytest.mark.slow
 def test_anomaly_finds_the_planted_root_cause() -> None:
     """200 outliers (10 linear and 10 nonlinear SCMs, 10 units each), each with one node's
     noise pushed out so that the sink moves by 6 of its standard deviations."""
@@ -176,6 +179,7 @@ def test_distribution_change_lands_on_the_changed_mechanism() -> None:
         assert share >= 0.9, (j, r)
 
 
+@pytest.mark.slow
 def test_distribution_change_from_two_data_sets() -> None:
     def model(n: int) -> None:
         w = numpyro.param("w", 0.0)
@@ -234,7 +238,15 @@ def test_target_without_parents() -> None:
         attribution.arrow_strength(linear, "x")
 
 
-@pytest.mark.parametrize("name", ["influence", "strength", "anomaly", "change"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "influence",
+        "strength",
+        pytest.param("anomaly", marks=pytest.mark.slow),
+        pytest.param("change", marks=pytest.mark.slow),
+    ],
+)
 def test_docstring_examples(name: str) -> None:
     module = importlib.import_module(f"scm_ppl.attribution.{name}")
     assert doctest.testmod(module).failed == 0

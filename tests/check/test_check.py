@@ -53,6 +53,7 @@ def test_permutation_rank_of_true_graph_in_top_five_percent() -> None:
     assert len(g.permutation_violations) == 100
 
 
+@pytest.mark.slow
 def test_gcm_and_holm_table() -> None:
     g = check.graph(TRUE, _linear_data(2, 400), test="gcm", num_permutations=0)
     assert g.test == "gcm" and not g.rejected
@@ -134,6 +135,7 @@ def _fit_check(y_of: object, seed: int) -> check.MechanismCheck:
     return check.mechanisms(fitted, {"x": x[2000:], "y": y[2000:]})
 
 
+@pytest.mark.slow
 def test_additive_noise_mechanism_passes() -> None:
     m = _fit_check(lambda x, rng: np.sin(2 * x) + 0.3 * rng.normal(size=x.size), 5)
     # The noise-independence check is the claim; KS on 1000 held-out rows also sees the
@@ -149,6 +151,7 @@ def test_multiplicative_mechanism_fails_noise_independence() -> None:
     assert set(m.table().columns) >= {"nll", "nll_marginal", "gain", "ks_p", "hsic_p"}
 
 
+@pytest.mark.slow
 def test_discrete_mechanism_gets_a_randomised_pit() -> None:
     def model(n: int) -> None:
         with numpyro.plate("unit", n):
@@ -176,6 +179,7 @@ def test_mechanism_check_bad_input() -> None:
 # ------------------------------------------------------------------ interventions
 
 
+@pytest.mark.slow
 def test_interventions_check() -> None:
     def model(n: int) -> None:
         with numpyro.plate("unit", n):
@@ -197,7 +201,10 @@ def test_interventions_check() -> None:
     assert bad.rows[0].rejected and not bad.rows[1].rejected
 
 
-@pytest.mark.parametrize("name", ["graph_check", "mechanism_check", "intervention_check"])
+@pytest.mark.parametrize(
+    "name",
+    ["graph_check", pytest.param("mechanism_check", marks=pytest.mark.slow), "intervention_check"],
+)
 def test_docstring_examples(name: str) -> None:
     module = importlib.import_module(f"scm_ppl.check.{name}")
     assert doctest.testmod(module).failed == 0
