@@ -144,6 +144,7 @@ def test_additive_noise_mechanism_passes() -> None:
     assert m["y"].gain > 0.5  # far better than the marginal
 
 
+@pytest.mark.slow
 def test_multiplicative_mechanism_fails_noise_independence() -> None:
     m = _fit_check(lambda x, rng: x + 0.5 * x * rng.normal(size=x.size), 6)
     assert m["y"].hsic_p < 0.01 and not m["y"].passed
