@@ -169,6 +169,7 @@ def run_dowhy(path: Path, out: Path) -> dict:
     import networkx as nx
     import pandas as pd
     from dowhy import gcm
+    from dowhy.gcm.falsify import falsify_graph
     from dowhy.gcm.independence_test import generalised_cov_based
     from dowhy.gcm.uncertainty import estimate_variance
 
@@ -238,7 +239,7 @@ def run_dowhy(path: Path, out: Path) -> dict:
         prediction_model_Y=gcm.ml.create_linear_regressor,
     )
     result, graph_s = _timed(
-        lambda: gcm.falsify_graph(
+        lambda: falsify_graph(
             graph, train, independence_test=linear_gcm, conditional_independence_test=linear_gcm,
             n_permutations=NUM_PERMUTATIONS, show_progress_bar=False,
         ),
@@ -278,6 +279,8 @@ def main() -> None:
             subprocess.run(command, cwd=ROOT, check=True, timeout=args.dowhy_timeout)
         except subprocess.TimeoutExpired:
             print(f"DoWhy ran past {args.dowhy_timeout} s: the queries it finished follow.")
+        except subprocess.CalledProcessError as err:
+            print(f"DoWhy failed ({err}): the queries it finished follow.")
         results["dowhy"] = json.loads(out.read_text()) if out.exists() else {}
     ours, peer = results["scm_ppl"], results["dowhy"]
     print(json.dumps(results, indent=1))
