@@ -8,14 +8,15 @@ interventional and counterfactual questions with :func:`interventional` and
 The top level holds the verbs of the ladder and their result types; the rest lives in the
 subpackages, one per concept (see ARCHITECTURE.md): :mod:`scm_ppl.core`,
 :mod:`scm_ppl.graphical`, :mod:`scm_ppl.query`, :mod:`scm_ppl.learn`,
-:mod:`scm_ppl.independence`, :mod:`scm_ppl.howfar`, :mod:`scm_ppl.plotting` (loaded when
+:mod:`scm_ppl.independence`, :mod:`scm_ppl.howfar`, :mod:`scm_ppl.check`,
+:mod:`scm_ppl.attribution`, :mod:`scm_ppl.plotting` (loaded when
 first used) and :mod:`scm_ppl.errors`.
 """
 
 import importlib
 from typing import TYPE_CHECKING
 
-from scm_ppl import core, errors, graphical, howfar, independence, learn, query
+from scm_ppl import attribution, check, core, errors, graphical, howfar, independence, learn, query
 from scm_ppl._version import __version__
 from scm_ppl.core import do, graph, noise_view, register_noise_view
 from scm_ppl.graphical import ADMG, IdentificationResult, admg, identify
@@ -76,9 +77,11 @@ __all__ = [
     "admg",
     "ate",
     "ate_bounds",
+    "attribution",
     "bernoulli",
     "bounds",
     "categorical",
+    "check",
     "contraction",
     "core",
     "counterfactual",

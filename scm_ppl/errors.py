@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AbductionError",
     "BoundsError",
+    "CriticismError",
     "DataError",
     "DataWarning",
     "EstimandError",
@@ -54,6 +55,13 @@ class AbductionError(ScmPplError, ValueError):
 class BoundsError(ScmPplError, ValueError):
     """A bounds query is malformed, needs a canonical model that is too large, or its
     distributions are incompatible with the graph."""
+
+
+class CriticismError(ScmPplError, ValueError):
+    """A model check or a causal attribution cannot run as asked: a program without a
+    per-unit plate, a test that does not fit a site's kind (a continuous test of a
+    discrete site), a target that is not a per-unit scalar, or more players than exact
+    Shapley values enumerate without ``approximate=True``."""
 
 
 class GraphError(ScmPplError, ValueError):
