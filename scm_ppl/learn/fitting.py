@@ -66,7 +66,7 @@ from scm_ppl.learn.serialize import (
     unpack,
     write_fit,
 )
-from scm_ppl.learn.train import GradientOptions, fit_gradient
+from scm_ppl.learn.train import GradientOptions, fit_gradient, show_progress
 
 __all__ = ["FitHistory", "FittedSCM", "fit"]
 
@@ -312,7 +312,7 @@ def fit(
     num_warmup: int = 500,
     num_chains: int = 1,
     rng_key: jax.Array | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     icm_penalty: float = 0.0,
     icm_pairs: Sequence[Sequence[str]] | None = None,
 ) -> FittedSCM:
@@ -365,7 +365,9 @@ def fit(
     rng_key
         A JAX PRNG key (default ``jax.random.key(0)``: fits are reproducible).
     progress
-        Show a progress bar (tqdm).
+        Show a progress bar (tqdm): ``True`` or ``False``; ``None`` (the default) shows it
+        only when standard error is a terminal, so logs and notebooks' captured output do
+        not fill with bar frames.
     icm_penalty
         ``λ >= 0``: add ``λ Σ (log ρ)²`` to the per-row loss, ρ the genericity ratio
         (trace ratio, spectral density ratio) of each successive pair of mechanisms, so
@@ -425,6 +427,7 @@ def fit(
         min_delta=min_delta,
     )
     check_callable("model", model)
+    progress = show_progress(progress)
     kwargs = dict(model_kwargs or {})
     if size_arg in kwargs:
         raise SettingsError(
