@@ -222,13 +222,17 @@ def _tutorial_page(path: Path) -> str:
     import jupytext
 
     notebook = jupytext.read(path, fmt="py:percent")
-    out = [
+    cells = list(notebook.cells)
+    out = []
+    if cells and cells[0].cell_type == "markdown":  # the title first, then how to run it
+        out.append(cells.pop(0).source + "\n")
+    out += [
         f'!!! note "Run it"\n    `python tutorials/{path.name}` (`SCM_PPL_SMOKE=1` for a '
         "quick run); it is a jupytext script, so `jupytext --to notebook` opens it in "
         "Jupyter. Figures below are from a smoke run.\n"
     ]
     shown: set[str] = set()
-    for cell in notebook.cells:
+    for cell in cells:
         if cell.cell_type == "markdown":
             out.append(cell.source + "\n")
         elif cell.source.strip():
@@ -250,3 +254,11 @@ def on_files(files, config):
         content = _tutorial_page(path)
         files.append(File.generated(config, f"tutorials/{path.stem}.md", content=content))
     return files
+
+
+# Sphinx roles in docstrings (":func:`~scm_ppl.sweep`") arrive as text before a <code>.
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>(~?)([\w.]+)</code>")
+
+
+def on_page_content(html, page, config, files):
+    return _ROLE.sub(lambda m: f"<code>{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}</code>", html)

@@ -10,6 +10,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from scm_ppl.errors import SettingsError
+
 __all__ = ["plot_contraction", "plot_fisher_spectrum", "plot_refit_spread"]
 
 _NULL_COLOR = "#d62728"
@@ -54,19 +56,35 @@ def plot_fisher_spectrum(report: Any, ax: Any = None) -> Any:
     )
     if ranks.size <= 30:
         ax.set_xticks(ranks)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    # Outside the axes: inside, any corner can hide eigenvalues (a descending spectrum
+    # fills the upper left, its null block the lower right).
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax
 
 
-def plot_refit_spread(spreads: Mapping[str, Any], ax: Any = None) -> Any:
+def plot_refit_spread(
+    spreads: Mapping[str, Any], ax: Any = None, truth: Mapping[str, float] | None = None
+) -> Any:
     """One row per query: each refit's answer as a dot (tied fits filled, others hollow),
-    the range over tied fits as a bar.
+    the range over tied fits as a bar, and the true value where it is known.
 
     Parameters
     ----------
     spreads
         ``{query label: RefitSpread}`` (scalar queries).
+    ax
+        Axes to draw on (default: a new figure).
+    truth
+        ``{query label: true value}`` for the rows whose answer is known (a simulation),
+        drawn as a red diamond so that the spread is read against it.
     """
+    truth = dict(truth or {})
+    unknown = sorted(set(truth) - set(spreads))
+    if unknown:
+        raise SettingsError(
+            f"truth has label(s) {unknown} that are not in spreads {sorted(spreads)}; use the "
+            "same query labels."
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(6.0, 0.9 + 0.7 * len(spreads)))
     labels = list(spreads)
@@ -88,11 +106,14 @@ def plot_refit_spread(spreads: Mapping[str, Any], ax: Any = None) -> Any:
         if (~tied).any():
             ax.scatter(values[~tied], y[~tied], s=22, facecolors="none", edgecolors="0.4", zorder=3)
         _note(ax, f"range {spread.summary['range']:.3g}", 1.02, row, va="center")
+        if label in truth:
+            ax.scatter([float(truth[label])], [row], s=60, marker="D", color=_NULL_COLOR, zorder=4)
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.invert_yaxis()
-    ax.set_xlabel("answer of each refit (filled: tied with the best fit)")
+    key = "; red diamond: the truth" if truth else ""
+    ax.set_xlabel(f"answer of each refit (filled: tied with the best fit{key})")
     ax.set_title("Spread of answers across equally good refits", fontsize=10)
     ax.margins(x=0.1)
     return ax
