@@ -203,8 +203,9 @@ truth = {
     "bow: Y_x' of one unit": y + lc.BETA * (x_prime - x),
     "front door: Y_x' of one unit": y + cl.C * cl.D * (x_prime - x),
 }
-print(f"truth for the bow's data-generating SCM: {truth["bow: Y_x' of one unit"]:.3f}")
-print(f"truth for the front door's SCM:           {truth["front door: Y_x' of one unit"]:.3f}")
+bow_truth, door_truth = truth.values()
+print(f"truth for the bow's data-generating SCM: {bow_truth:.3f}")
+print(f"truth for the front door's SCM:           {door_truth:.3f}")
 
 fig, ax = plt.subplots(figsize=(7, 2.8))
 plot_refit_spread(spreads, ax=ax, truth=truth)
