@@ -141,21 +141,21 @@ def contraction(
     ContractionResult
         Or ``{label: ContractionResult}`` for a mapping of queries.
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> def model(n):                    # a Bayesian slope: its posterior sd ~ n^(-1/2)
-      ...     w = numpyro.sample("w", dist.Normal(0.0, 1.0))
-      ...     with numpyro.plate("unit", n):
-      ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
-      ...         numpyro.sample("y", dist.Normal(w * x, 1.0))
-      >>> from scm_ppl.howfar import contraction
-      >>> x = jax.random.normal(jax.random.key(0), (800,))
-      >>> data = {"x": x, "y": 0.5 * x + jax.random.normal(jax.random.key(1), (800,))}
-      >>> res = contraction(model, data, lambda s: s.point["w"], [50, 200, 800],
-      ...                   rng_key=jax.random.key(2), num_samples=300, num_warmup=200)
-      >>> res.verdict, abs(res.slope + 0.5) < 0.15
-      ('identified', True)
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model(n):                    # a Bayesian slope: its posterior sd ~ n^(-1/2)
+    ...     w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(w * x, 1.0))
+    >>> from scm_ppl.howfar import contraction
+    >>> x = jax.random.normal(jax.random.key(0), (800,))
+    >>> data = {"x": x, "y": 0.5 * x + jax.random.normal(jax.random.key(1), (800,))}
+    >>> res = contraction(model, data, lambda s: s.point["w"], [50, 200, 800],
+    ...                   rng_key=jax.random.key(2), num_samples=300, num_warmup=200)
+    >>> res.verdict, abs(res.slope + 0.5) < 0.15
+    ('identified', True)
     """
     from scm_ppl.learn.fitting import fit
 

@@ -114,14 +114,14 @@ def spectral_density_ratio_unchecked(
     through the lag domain, kernels about as large as the grid through the FFT (same
     value; the choice depends on static shapes only).
 
-      Examples
-      --------
-      >>> import jax, jax.numpy as jnp
-      >>> from scm_ppl.independence import spectral_density_ratio_unchecked
-      >>> psd = jnp.array([4.0, 1.0, 0.5, 1.0])
-      >>> ratio = jax.jit(spectral_density_ratio_unchecked, static_argnums=2)
-      >>> float(ratio(jnp.array([0.0, 1.0]), psd, 1))     # a delay passes every frequency: generic
-      1.0
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from scm_ppl.independence import spectral_density_ratio_unchecked
+    >>> psd = jnp.array([4.0, 1.0, 0.5, 1.0])
+    >>> ratio = jax.jit(spectral_density_ratio_unchecked, static_argnums=2)
+    >>> float(ratio(jnp.array([0.0, 1.0]), psd, 1))     # a delay passes every frequency: generic
+    1.0
     """
     if stride is not None:
         input_psd = _upsampled(input_psd, stride)
@@ -191,13 +191,13 @@ def averaged_periodogram(
     jax.Array
         ``mean_n |DFT(x_n)|² / grid_size``, shaped ``(..., *grid)``.
 
-      Examples
-      --------
-      >>> import jax.numpy as jnp
-      >>> from scm_ppl.independence import averaged_periodogram
-      >>> x = jnp.array([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])  # (signals, grid)
-      >>> averaged_periodogram(x).tolist()    # all power at the highest frequency
-      [0.0, 0.0, 4.0, 0.0]
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from scm_ppl.independence import averaged_periodogram
+    >>> x = jnp.array([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])  # (signals, grid)
+    >>> averaged_periodogram(x).tolist()    # all power at the highest frequency
+    [0.0, 0.0, 4.0, 0.0]
     """
     signals_arr = jnp.asarray(signals)
     dims = _resolve_spatial_dims(spatial_dims, signals_arr.ndim - 1, "signals")

@@ -80,13 +80,13 @@ def trace_ratio_unchecked(A: jax.Array, cov: jax.Array, log: bool = False) -> ja
 
     ``n · Σ_ij A_ij (A Σ)_ij / (‖A‖²_F tr Σ)``: the output dimension cancels.
 
-      Examples
-      --------
-      >>> import jax, jax.numpy as jnp
-      >>> from scm_ppl.independence import trace_ratio_unchecked
-      >>> A, cov = jnp.diag(jnp.array([0.0, 1.0])), jnp.diag(jnp.array([1.0, 3.0]))
-      >>> float(jax.jit(trace_ratio_unchecked)(A, cov))  # inside jit: no input checks
-      1.5
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from scm_ppl.independence import trace_ratio_unchecked
+    >>> A, cov = jnp.diag(jnp.array([0.0, 1.0])), jnp.diag(jnp.array([1.0, 3.0]))
+    >>> float(jax.jit(trace_ratio_unchecked)(A, cov))  # inside jit: no input checks
+    1.5
     """
     n = A.shape[-1]
     output_power = jnp.einsum("...ij,...ij->...", A, A @ cov)

@@ -82,21 +82,21 @@ class FitHistory(NamedTuple):
     ``losses`` hold the data term alone and ``penalties`` the penalty ``λ Σ (log ρ)²``
     per epoch (the optimised objective is their sum); ``penalties`` is empty otherwise.
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> from scm_ppl import fit
-      >>> def model(n):
-      ...     w = numpyro.param("w", 0.0)
-      ...     with numpyro.plate("unit", n):
-      ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
-      ...         numpyro.sample("y", dist.Normal(w * x, 0.1))
-      >>> x = jax.random.normal(jax.random.key(1), (200,))
-      >>> fitted = fit(model, {"x": x, "y": 2.0 * x}, batch_size=None, num_epochs=200,
-      ...              learning_rate=0.05, validation_fraction=0.0, progress=False)
-      >>> h = fitted.history
-      >>> h.losses.shape, bool(h.losses[-1] < h.losses[0]), h.stopped_early
-      ((200,), True, False)
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import fit
+    >>> def model(n):
+    ...     w = numpyro.param("w", 0.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(w * x, 0.1))
+    >>> x = jax.random.normal(jax.random.key(1), (200,))
+    >>> fitted = fit(model, {"x": x, "y": 2.0 * x}, batch_size=None, num_epochs=200,
+    ...              learning_rate=0.05, validation_fraction=0.0, progress=False)
+    >>> h = fitted.history
+    >>> h.losses.shape, bool(h.losses[-1] < h.losses[0]), h.stopped_early
+    ((200,), True, False)
     """
 
     losses: np.ndarray

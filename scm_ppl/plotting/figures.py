@@ -438,12 +438,12 @@ def plot_learning_curve(fitted_or_losses: Any, ax: Axes | None = None) -> Axes:
         a dotted vertical line at the best epoch when the fit stopped early, and, for a fit
         with ``icm_penalty``, a dashed ``"ICM penalty"`` line on a secondary (log) y-axis.
 
-      Examples
-      --------
-      >>> from scm_ppl.plotting import plot_learning_curve
-      >>> ax = plot_learning_curve([3.0, 2.0, 1.5, 1.4])     # or a FittedSCM, or its history
-      >>> [line.get_label() for line in ax.get_lines()]
-      ['training']
+    Examples
+    --------
+    >>> from scm_ppl.plotting import plot_learning_curve
+    >>> ax = plot_learning_curve([3.0, 2.0, 1.5, 1.4])     # or a FittedSCM, or its history
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['training']
     """
     history = getattr(fitted_or_losses, "history", fitted_or_losses)
     losses = getattr(history, "losses", history)

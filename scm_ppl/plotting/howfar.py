@@ -30,22 +30,22 @@ def plot_fisher_spectrum(report: Any, ax: Any = None) -> Any:
     Null eigenvalues are zero up to rounding; they are drawn at a floor a few decades under
     the tolerance so that the log axis can show them.
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> from scm_ppl import fit, local_identifiability
-      >>> from scm_ppl.plotting import plot_fisher_spectrum
-      >>> def chain(n):
-      ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
-      ...     with numpyro.plate("unit", n):
-      ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
-      ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
-      >>> x = jax.random.normal(jax.random.key(0), (200,))
-      >>> data = {"x": x, "y": 1.5 * x}
-      >>> fitted = fit(chain, data, num_epochs=50, batch_size=None, progress=False)
-      >>> ax = plot_fisher_spectrum(local_identifiability(fitted, data))
-      >>> [t.get_text()[:7] for t in ax.get_legend().get_texts()]   # one identified, one null
-      ['identif', 'null: 1']
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import fit, local_identifiability
+    >>> from scm_ppl.plotting import plot_fisher_spectrum
+    >>> def chain(n):
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> data = {"x": x, "y": 1.5 * x}
+    >>> fitted = fit(chain, data, num_epochs=50, batch_size=None, progress=False)
+    >>> ax = plot_fisher_spectrum(local_identifiability(fitted, data))
+    >>> [t.get_text()[:7] for t in ax.get_legend().get_texts()]   # one identified, one null
+    ['identif', 'null: 1']
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.0, 3.6))
@@ -95,24 +95,24 @@ def plot_refit_spread(
         ``{query label: true value}`` for the rows whose answer is known (a simulation),
         drawn as a red diamond so that the spread is read against it.
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> from scm_ppl import refit_ensemble
-      >>> from scm_ppl.plotting import plot_refit_spread
-      >>> def chain(n):
-      ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
-      ...     with numpyro.plate("unit", n):
-      ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
-      ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
-      >>> x = jax.random.normal(jax.random.key(0), (200,))
-      >>> ens = refit_ensemble(chain, {"x": x, "y": 1.5 * x}, 3, rng_key=jax.random.key(1),
-      ...                      num_epochs=100, learning_rate=0.05)
-      >>> spreads = {"a * b": ens.spread(lambda s: s.params["a"] * s.params["b"]),
-      ...            "a": ens.spread(lambda s: s.params["a"])}
-      >>> ax = plot_refit_spread(spreads, truth={"a * b": 1.5})
-      >>> [t.get_text() for t in ax.get_yticklabels()]
-      ['a * b', 'a']
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import refit_ensemble
+    >>> from scm_ppl.plotting import plot_refit_spread
+    >>> def chain(n):
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> ens = refit_ensemble(chain, {"x": x, "y": 1.5 * x}, 3, rng_key=jax.random.key(1),
+    ...                      num_epochs=100, learning_rate=0.05)
+    >>> spreads = {"a * b": ens.spread(lambda s: s.params["a"] * s.params["b"]),
+    ...            "a": ens.spread(lambda s: s.params["a"])}
+    >>> ax = plot_refit_spread(spreads, truth={"a * b": 1.5})
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['a * b', 'a']
     """
     truth = dict(truth or {})
     unknown = sorted(set(truth) - set(spreads))
@@ -164,18 +164,18 @@ def plot_contraction(results: Mapping[str, Any], ax: Any = None) -> Any:
     results
         ``{query label: ContractionResult}``.
 
-      Examples
-      --------
-      >>> import numpy as np
-      >>> from scm_ppl.howfar import ContractionResult
-      >>> from scm_ppl.plotting import plot_contraction
-      >>> n = np.array([100, 400, 1600])
-      >>> res = ContractionResult(sizes=n, posterior_sd=n ** -0.5, posterior_mean=np.zeros(3),
-      ...                         slope=-0.5, intercept=0.0, verdict="identified",
-      ...                         slope_tolerance=0.15, method="nuts", num_draws=500)
-      >>> ax = plot_contraction({"w": res})
-      >>> ax.get_xscale(), ax.get_yscale()
-      ('log', 'log')
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scm_ppl.howfar import ContractionResult
+    >>> from scm_ppl.plotting import plot_contraction
+    >>> n = np.array([100, 400, 1600])
+    >>> res = ContractionResult(sizes=n, posterior_sd=n ** -0.5, posterior_mean=np.zeros(3),
+    ...                         slope=-0.5, intercept=0.0, verdict="identified",
+    ...                         slope_tolerance=0.15, method="nuts", num_draws=500)
+    >>> ax = plot_contraction({"w": res})
+    >>> ax.get_xscale(), ax.get_yscale()
+    ('log', 'log')
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))

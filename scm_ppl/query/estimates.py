@@ -38,18 +38,18 @@ class Estimate(NamedTuple):
         ``{site: coupling}`` assumed for mechanisms that do not invert (empty for
         interventional quantities, which need none).
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> from scm_ppl import ate
-      >>> def model():
-      ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
-      ...     numpyro.sample("y", dist.Normal(2.0 * t, 1.0))
-      >>> est = ate(model, "t", "y", rng_key=jax.random.key(0), num_samples=2000)
-      >>> type(est).__name__, est.couplings
-      ('Estimate', {})
-      >>> abs(est.value - 2.0) < 4 * est.std_error
-      True
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import ate
+    >>> def model():
+    ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
+    ...     numpyro.sample("y", dist.Normal(2.0 * t, 1.0))
+    >>> est = ate(model, "t", "y", rng_key=jax.random.key(0), num_samples=2000)
+    >>> type(est).__name__, est.couplings
+    ('Estimate', {})
+    >>> abs(est.value - 2.0) < 4 * est.std_error
+    True
     """
 
     value: float
@@ -162,15 +162,15 @@ def ett(
 
     Computed on shared noise: the factual and counterfactual outcomes of the same units.
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> def model():
-      ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
-      ...     numpyro.sample("y", dist.Normal(3.0 * t, 1.0))
-      >>> effect = ett(model, "t", "y", rng_key=jax.random.key(0), num_samples=2000)
-      >>> round(effect.value, 6)  # shared noise: Y_1 - Y_0 = 3 for every treated unit
-      3.0
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
+    ...     numpyro.sample("y", dist.Normal(3.0 * t, 1.0))
+    >>> effect = ett(model, "t", "y", rng_key=jax.random.key(0), num_samples=2000)
+    >>> round(effect.value, 6)  # shared noise: Y_1 - Y_0 = 3 for every treated unit
+    3.0
     """
     kwargs = as_kwargs(model_kwargs)
     _check_sites(model, model_args, kwargs, treatment, outcome)
@@ -238,17 +238,17 @@ def pn(
     ``treated``, ``control`` and ``positive`` (the outcome value counted as "Y = 1")
     name the values of a discrete treatment and outcome; the defaults are 1, 0 and 1.
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> def model():  # P(y=1 | do(t)) = 0.2 + 0.6 t; Bernoulli noise is coupled monotonically
-      ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
-      ...     numpyro.sample("y", dist.Bernoulli(0.2 + 0.6 * t))
-      >>> est = pn(model, "t", "y", rng_key=jax.random.key(0), num_samples=4000)
-      >>> abs(est.value - 0.75) < 4 * est.std_error  # PNS / P(y=1 | t=1) = 0.6 / 0.8
-      True
-      >>> est.couplings
-      {'y': 'inverse-CDF (monotone)'}
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():  # P(y=1 | do(t)) = 0.2 + 0.6 t; Bernoulli noise is coupled monotonically
+    ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
+    ...     numpyro.sample("y", dist.Bernoulli(0.2 + 0.6 * t))
+    >>> est = pn(model, "t", "y", rng_key=jax.random.key(0), num_samples=4000)
+    >>> abs(est.value - 0.75) < 4 * est.std_error  # PNS / P(y=1 | t=1) = 0.6 / 0.8
+    True
+    >>> est.couplings
+    {'y': 'inverse-CDF (monotone)'}
     """
     return _probability_of_causation(
         model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pn",
@@ -303,15 +303,15 @@ def pns(
     """Probability of necessity and sufficiency ``P(Y_{T=1} = 1, Y_{T=0} = 0)`` (values as
     in :func:`pn`).
 
-      Examples
-      --------
-      >>> import jax, numpyro, numpyro.distributions as dist
-      >>> def model():  # P(y=1 | do(t)) = 0.2 + 0.6 t; Bernoulli noise is coupled monotonically
-      ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
-      ...     numpyro.sample("y", dist.Bernoulli(0.2 + 0.6 * t))
-      >>> est = pns(model, "t", "y", rng_key=jax.random.key(0), num_samples=4000)
-      >>> abs(est.value - 0.6) < 4 * est.std_error  # P(y_1 = 1) - P(y_0 = 1) under monotonicity
-      True
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():  # P(y=1 | do(t)) = 0.2 + 0.6 t; Bernoulli noise is coupled monotonically
+    ...     t = numpyro.sample("t", dist.Bernoulli(0.5))
+    ...     numpyro.sample("y", dist.Bernoulli(0.2 + 0.6 * t))
+    >>> est = pns(model, "t", "y", rng_key=jax.random.key(0), num_samples=4000)
+    >>> abs(est.value - 0.6) < 4 * est.std_error  # P(y_1 = 1) - P(y_0 = 1) under monotonicity
+    True
     """
     return _probability_of_causation(
         model, treatment, outcome, rng_key, num_samples, model_args, model_kwargs, "pns",
