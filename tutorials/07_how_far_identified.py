@@ -199,11 +199,16 @@ spreads = {
 }
 for label, spread in spreads.items():
     print(f"{label:32s} {spread}")
-print(f"truth for the bow's data-generating SCM: {y + lc.BETA * (x_prime - x):.3f}")
-print(f"truth for the front door's SCM:           {y + cl.C * cl.D * (x_prime - x):.3f}")
+truth = {
+    "bow: Y_x' of one unit": y + lc.BETA * (x_prime - x),
+    "front door: Y_x' of one unit": y + cl.C * cl.D * (x_prime - x),
+}
+bow_truth, door_truth = truth.values()
+print(f"truth for the bow's data-generating SCM: {bow_truth:.3f}")
+print(f"truth for the front door's SCM:           {door_truth:.3f}")
 
 fig, ax = plt.subplots(figsize=(7, 2.8))
-plot_refit_spread(spreads, ax=ax)
+plot_refit_spread(spreads, ax=ax, truth=truth)
 fig.tight_layout()
 path = OUTPUT / "07_refit_spread.png"
 fig.savefig(path, dpi=120)

@@ -192,6 +192,18 @@ class replay_noise(Messenger):
         The program.
     noise
         ``{site: u}`` with ``u`` shaped as the site's noise (see :func:`noise_view`).
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from numpyro import handlers
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(1.0, 2.0))
+    ...     numpyro.sample("y", dist.Normal(x, 1.0))
+    >>> run = replay_noise(model, noise={"x": 0.5, "y": -1.0})
+    >>> tr = handlers.trace(handlers.seed(run, 0)).get_trace()
+    >>> float(tr["x"]["value"]), float(tr["y"]["value"])  # x = 1 + 2 * 0.5, y = x - 1
+    (2.0, 1.0)
     """
 
     def __init__(self, fn: Callable | None = None, noise: Mapping[str, Any] | None = None):

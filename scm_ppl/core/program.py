@@ -9,6 +9,7 @@ message that names the site and the fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,12 +220,30 @@ def inspect_program(
         label = getattr(model, "__name__", repr(model))
         raise ProgramError(
             f"Running the program '{label}' raised {type(err).__name__}: {err}. "
-            "Check the program runs on its own: numpyro.handlers.seed(model, 0)(*args)."
+            + _missing_argument_hint(err)
+            + "Check the program runs on its own: numpyro.handlers.seed(model, 0)(*args)."
         ) from err
     if not sites:
         raise ProgramError("The program has no sample or deterministic sites: nothing to model.")
     info = ProgramInfo(sites, program_graph(model, *args, **kwargs))
     return _INFO_CACHE.put(key, info)
+
+
+def _missing_argument_hint(err: Exception) -> str:
+    """The fix for the commonest first mistake, ``def model(n):`` queried without its
+    arguments: name them as the ``model_kwargs=`` that every query and ``fit`` accept."""
+    if not isinstance(err, TypeError):
+        return ""
+    match = re.search(
+        r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)", str(err)
+    )
+    if match is None:
+        return ""
+    names = re.findall(r"'(\w+)'", match.group(1))
+    if not names:
+        return ""
+    shown = ", ".join(f"{name!r}: ..." for name in names)
+    return f"Pass the program's arguments to the query: model_kwargs={{{shown}}}. "
 
 
 def _unknown_site_message(what: str, unknown: list[str], info: ProgramInfo) -> str:

@@ -45,6 +45,16 @@ class Hedge:
     does not, and the roots are ancestors of the outcome once the treatment's incoming
     edges are cut. From them Shpitser & Pearl (2006) build two models that agree on
     ``P(v)`` and disagree on the query (the completeness of ID).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from scm_ppl.graphical import identify
+    >>> bow = nx.DiGraph([("x", "y")])
+    >>> bow.graph["bidirected"] = [("x", "y")]   # x <-> y: a latent confounder
+    >>> hedge = identify(bow, "x", "y").hedge
+    >>> sorted(hedge.forest), sorted(hedge.subforest)
+    (['x', 'y'], ['y'])
     """
 
     forest: frozenset[str]
@@ -79,6 +89,14 @@ class IdentificationResult:
         The back-door or front-door formula when one applies (unconditional queries
         only); then ``estimand`` is its :meth:`~scm_ppl.graphical.AdjustmentFormula.estimand`.
         ``None`` when no adjustment formula applies and ID found the estimand (or a hedge).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from scm_ppl.graphical import identify
+    >>> result = identify(nx.DiGraph([("z", "x"), ("z", "y"), ("x", "y")]), "x", "y")
+    >>> result.identifiable, result.adjustment.kind, sorted(result.adjustment.set)
+    (True, 'backdoor', ['z'])
     """
 
     query: str

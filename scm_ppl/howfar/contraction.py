@@ -38,6 +38,22 @@ class ContractionResult:
         (within ``slope_tolerance`` of 0) or ``"inconclusive"``.
     slope_tolerance, method, num_draws
         The tolerance of the verdict, the fitting method and query draws per size.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model(n):                    # a Bayesian slope: its posterior sd ~ n^(-1/2)
+    ...     w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(w * x, 1.0))
+    >>> from scm_ppl.howfar import contraction
+    >>> x = jax.random.normal(jax.random.key(0), (800,))
+    >>> data = {"x": x, "y": 0.5 * x + jax.random.normal(jax.random.key(1), (800,))}
+    >>> res = contraction(model, data, lambda s: s.point["w"], [100, 800],
+    ...                   rng_key=jax.random.key(2), num_samples=300, num_warmup=200)
+    >>> res.sizes.tolist(), bool(res.posterior_sd[1] < res.posterior_sd[0])
+    ([100, 800], True)
     """
 
     sizes: np.ndarray
@@ -124,6 +140,22 @@ def contraction(
     -------
     ContractionResult
         Or ``{label: ContractionResult}`` for a mapping of queries.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model(n):                    # a Bayesian slope: its posterior sd ~ n^(-1/2)
+    ...     w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(w * x, 1.0))
+    >>> from scm_ppl.howfar import contraction
+    >>> x = jax.random.normal(jax.random.key(0), (800,))
+    >>> data = {"x": x, "y": 0.5 * x + jax.random.normal(jax.random.key(1), (800,))}
+    >>> res = contraction(model, data, lambda s: s.point["w"], [50, 200, 800],
+    ...                   rng_key=jax.random.key(2), num_samples=300, num_warmup=200)
+    >>> res.verdict, abs(res.slope + 0.5) < 0.15
+    ('identified', True)
     """
     from scm_ppl.learn.fitting import fit
 

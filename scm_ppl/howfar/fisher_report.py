@@ -86,6 +86,23 @@ class IdentifiabilityReport:
         Size of the flat parameter vector (unconstrained space) and rows of data used.
     param_slices
         ``{site: (start, stop)}``: where each parameter site sits in the flat vector.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import fit
+    >>> from scm_ppl.howfar import local_identifiability
+    >>> def chain(n):
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> data = {"x": x, "y": 1.5 * x}
+    >>> fitted = fit(chain, data, num_epochs=50, batch_size=None, progress=False)
+    >>> rep = local_identifiability(fitted, data)
+    >>> rep.num_params, rep.null_dim     # a * b is seen, a / b is not: one null direction
+    (2, 1)
     """
 
     eigenvalues: np.ndarray
@@ -335,6 +352,21 @@ def intervened_mean(
         Units drawn.
     rng_key
         Default ``jax.random.key(0)``.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import fit
+    >>> def chain(n):
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> data = {"x": x, "y": 1.5 * x}
+    >>> fitted = fit(chain, data, num_epochs=50, batch_size=None, progress=False)
+    >>> round(float(intervened_mean(fitted, {"x": 1.0}, "y")), 1)   # a * b * 1
+    1.5
     """
     settings = getattr(scm, "settings", {})
     size_arg = settings.get("size_arg", "n")

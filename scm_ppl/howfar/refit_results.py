@@ -24,6 +24,22 @@ class RefitSpread:
     ``max`` and ``range`` over the tied fits, ``range_all`` over every fit, and the indices
     ``tied``. :meth:`to_inference_data` gives an ``arviz.InferenceData`` whose
     ``predictions`` group has the answers with a ``refit`` dim.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def chain(n):                    # only the product a * b is seen by the data
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> from scm_ppl.howfar import refit_ensemble
+    >>> ens = refit_ensemble(chain, {"x": x, "y": 1.5 * x}, 4, rng_key=jax.random.key(1),
+    ...                      num_epochs=150, learning_rate=0.05)
+    >>> spread = ens.spread(lambda s: s.params["a"] * s.params["b"])
+    >>> round(spread.summary["mean"], 2), spread.values.shape
+    (1.5, (4,))
     """
 
     values: np.ndarray
@@ -66,6 +82,21 @@ class RefitEnsemble:
         ``"vmap"`` or ``"loop"``, and why a loop was used.
     seconds_per_epoch
         Wall time of one epoch of all K fits after compilation.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def chain(n):                    # only the product a * b is seen by the data
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> from scm_ppl.howfar import refit_ensemble
+    >>> ens = refit_ensemble(chain, {"x": x, "y": 1.5 * x}, 4, rng_key=jax.random.key(1),
+    ...                      num_epochs=150, learning_rate=0.05)
+    >>> len(ens.fits), int(ens.tied.sum())   # four fits, all equally good on held-out rows
+    (4, 4)
     """
 
     fits: list[Any]

@@ -273,6 +273,22 @@ def refit_ensemble(
     Returns
     -------
     RefitEnsemble
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def chain(n):                    # only the product a * b is seen by the data
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> ens = refit_ensemble(chain, {"x": x, "y": 1.5 * x}, 4, rng_key=jax.random.key(1),
+    ...                      num_epochs=150, learning_rate=0.05)
+    >>> product = ens.spread(lambda s: s.params["a"] * s.params["b"])
+    >>> a_alone = ens.spread(lambda s: s.params["a"])
+    >>> product.summary["range"] < 0.01, a_alone.summary["range"] > 0.1   # pinned vs free
+    (True, True)
     """
     check_callable("model", model)
     if isinstance(n_refits, bool) or not isinstance(n_refits, int) or n_refits < 2:

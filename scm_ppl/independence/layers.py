@@ -42,6 +42,15 @@ class GenericityReport:
     skipped
         Mechanisms found in a program but not measured, each with the reason (a flow, a
         single-layer network, a module the program calls itself).
+
+    Examples
+    --------
+    >>> import equinox as eqx, jax
+    >>> from scm_ppl import mechanism_genericity
+    >>> net = eqx.nn.MLP(4, 4, 8, depth=2, key=jax.random.key(0))
+    >>> rep = mechanism_genericity(net, jax.random.normal(jax.random.key(1), (1000, 4)))
+    >>> rep.kinds, rep.num_samples, len(rep.log_ratio_by_pair)
+    (('dense', 'dense'), 1000, 2)
     """
 
     pairs: tuple[tuple[str, str], ...]

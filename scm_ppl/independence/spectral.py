@@ -46,7 +46,16 @@ def _upsampled(input_psd: jax.Array, stride: tuple[int, ...]) -> jax.Array:
 def averaged_periodogram_unchecked(
     signals: jax.Array, spatial_dims: int, center: bool = True
 ) -> jax.Array:
-    """Unchecked core of :func:`averaged_periodogram`."""
+    """Unchecked core of :func:`averaged_periodogram`.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from scm_ppl.independence import averaged_periodogram_unchecked
+    >>> x = jnp.array([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])  # (signals, grid)
+    >>> jax.jit(averaged_periodogram_unchecked, static_argnums=1)(x, 1).tolist()
+    [0.0, 0.0, 4.0, 0.0]
+    """
     if center:
         signals = signals - jnp.mean(signals, axis=0, keepdims=True)
     axes = _spatial_axes(spatial_dims)
@@ -104,6 +113,15 @@ def spectral_density_ratio_unchecked(
     ``spatial_dims`` trailing spatial axes; leading dims broadcast. Small kernels go
     through the lag domain, kernels about as large as the grid through the FFT (same
     value; the choice depends on static shapes only).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from scm_ppl.independence import spectral_density_ratio_unchecked
+    >>> psd = jnp.array([4.0, 1.0, 0.5, 1.0])
+    >>> ratio = jax.jit(spectral_density_ratio_unchecked, static_argnums=2)
+    >>> float(ratio(jnp.array([0.0, 1.0]), psd, 1))     # a delay passes every frequency: generic
+    1.0
     """
     if stride is not None:
         input_psd = _upsampled(input_psd, stride)
@@ -172,6 +190,14 @@ def averaged_periodogram(
     -------
     jax.Array
         ``mean_n |DFT(x_n)|² / grid_size``, shaped ``(..., *grid)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from scm_ppl.independence import averaged_periodogram
+    >>> x = jnp.array([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])  # (signals, grid)
+    >>> averaged_periodogram(x).tolist()    # all power at the highest frequency
+    [0.0, 0.0, 4.0, 0.0]
     """
     signals_arr = jnp.asarray(signals)
     dims = _resolve_spatial_dims(spatial_dims, signals_arr.ndim - 1, "signals")

@@ -11,6 +11,7 @@ and supports.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -134,8 +135,35 @@ def _check_size_arg(model: Callable, size_arg: str, plate: str) -> None:
         return
     raise DataError(
         f"The program takes no argument {size_arg!r} to size its {plate!r} plate; its "
-        f"arguments are {list(params)}. Pass size_arg= with the one it uses."
+        f"arguments are {list(params)}. fit calls the program with size_arg=<number of rows> "
+        f"and reads one row per unit from numpyro.plate(plate, ...): {plate_hint(model)}"
     )
+
+
+def plate_hint(model: Callable) -> str:
+    """The ``plate=``/``size_arg=`` pair to pass, read from the program's own
+    ``numpyro.plate("name", size)`` calls, so one message gives both settings at once."""
+    try:
+        source = inspect.getsource(model)
+    except (OSError, TypeError):
+        source = ""
+    params = _parameters(model)
+    found = [
+        (name, size)
+        for name, size in re.findall(r"plate\(\s*[\"'](\w+)[\"']\s*,\s*(\w+)", source)
+        if size in params
+    ]
+    if len(found) == 1:
+        name, size = found[0]
+        return f"pass plate={name!r}, size_arg={size!r}."
+    return "pass plate= with the units' plate name and size_arg= with the argument sizing it."
+
+
+def _parameters(model: Callable) -> list[str]:
+    try:
+        return list(inspect.signature(model).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 def _check_finite(columns: Mapping[str, np.ndarray]) -> None:
@@ -157,7 +185,8 @@ def _check_sites(
         plates = sorted({p for s in info.sites.values() for p in s.batch_dims if p})
         raise DataError(
             f"The program has no plate {plate!r} (its plates: {plates}); fit expects the "
-            f"per-unit sites inside numpyro.plate({plate!r}, n). Pass plate= with its name."
+            f"per-unit sites inside numpyro.plate({plate!r}, n). Pass plate= with its name "
+            "(and size_arg= with the argument that sizes it)."
         )
     unknown = [name for name in columns if name not in info.sites]
     if unknown:

@@ -95,6 +95,16 @@ class stretch:
     last ``ndim - 2`` axes, the layout ``(out, in, *space)`` of Equinox convolutions;
     ``axes=`` overrides), or to a module: the weight of every ``eqx.nn.Conv`` /
     ``eqx.nn.ConvTranspose`` inside it.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> box = jnp.array([0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    >>> wide = stretch(2.0)(box)                     # twice as wide about the centre
+    >>> wide.shape, round(float(wide.sum()), 6)      # shape and sum (the gain at 0) kept
+    ((7,), 3.0)
+    >>> bool(jnp.allclose(stretch(1.0)(box), box))
+    True
     """
 
     alpha: float
@@ -150,6 +160,16 @@ class rotate:
     ``side="input"`` (default): ``A → A Q``, a change of the mechanism's input basis;
     ``side="output"``: ``A → Q A``, a change of its output basis. Applies to a 2-D array or
     to a module holding exactly one ``eqx.nn.Linear`` (its weight, ``(out, in)``).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> a = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> swap = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+    >>> rotate(swap)(a).tolist()                     # A Q: the inputs swapped
+    [[2.0, 1.0], [4.0, 3.0]]
+    >>> rotate(swap, side="output")(a).tolist()      # Q A: the outputs swapped
+    [[3.0, 4.0], [1.0, 2.0]]
     """
 
     matrix: ArrayLike
@@ -183,7 +203,14 @@ class rotate:
 
 @dataclasses.dataclass(frozen=True)
 class scale:
-    """Multiply every array of the mechanism's parameters by ``c``."""
+    """Multiply every array of the mechanism's parameters by ``c``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> scale(2.0)({"w": jnp.array([1.0, -1.0]), "b": jnp.array(0.5)})["w"].tolist()
+    [2.0, -2.0]
+    """
 
     c: float
 

@@ -22,7 +22,7 @@ from numpyro.distributions.transforms import biject_to
 
 from scm_ppl.core.cache import LRUCache
 from scm_ppl.core.program import arguments_key, hashable
-from scm_ppl.errors import FitError
+from scm_ppl.errors import FitError, SettingsError
 from scm_ppl.learn.objective import (
     FitEstimate,
     Objective,
@@ -47,6 +47,19 @@ class GradientOptions(NamedTuple):
     min_delta: float
     restore_best: bool
     num_samples: int
+
+
+def show_progress(progress: bool | None) -> bool:
+    """``fit``'s ``progress=``: an explicit ``True``/``False``, or ``None`` for "only when
+    standard error is a terminal" (a bar redrawn into a log file or CI output is noise)."""
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty is not None and isatty())
+    if not isinstance(progress, bool):
+        raise SettingsError(
+            f"progress must be True, False or None (a bar only on a terminal); got {progress!r}."
+        )
+    return progress
 
 
 class _Progress:

@@ -60,6 +60,18 @@ def plot_bounds(
     -------
     matplotlib.axes.Axes
         Sharp bounds are drawn solid, outer (not proven sharp) bounds pale.
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np, xarray as xr
+    >>> from scm_ppl.graphical.mixed_graph import ADMG
+    >>> from scm_ppl.howfar import ate_bounds
+    >>> from scm_ppl.plotting import plot_bounds
+    >>> g = ADMG(nx.DiGraph([("X", "Y")]), bidirected=[("X", "Y")])
+    >>> p = xr.DataArray(np.array([[0.3, 0.2], [0.1, 0.4]]), dims=("X", "Y"),
+    ...                  coords={"X": [0, 1], "Y": [0, 1]})
+    >>> ax = plot_bounds({"ATE": ate_bounds(g, p, "X", "Y")}, points={"ATE": 0.4})
+    >>> ax.figure.savefig("bounds.png")  # doctest: +SKIP
     """
     rows = _as_rows(results)
     if ax is None:

@@ -250,29 +250,42 @@ def _legend_patch(
 
 
 def _legend(ax: Axes, g: nx.DiGraph, bidirected: Sequence[tuple[Hashable, Hashable]]) -> None:
-    """A legend of the node and edge styles that occur in the picture, and no others."""
+    """A legend of the node and edge styles that occur in the picture, and no others.
+
+    Each key is drawn in the style of a node it stands for (an intervened node that is a
+    square, as a hard intervention makes it, has a square key). Hollow endogenous nodes are
+    "latent" only next to observed ones; in a graph without observations they are simply
+    the endogenous sites.
+    """
     data = [d for _, d in g.nodes(data=True)]
-    present = {
-        "observed": any(d.get("observed") for d in data),
-        "latent": any(
+    any_observed = any(d.get("observed") for d in data)
+    tests = {
+        "observed": lambda d: d.get("observed") and d.get("role") != "exogenous",
+        "latent" if any_observed else "endogenous": lambda d: (
             d.get("role") != "exogenous"
             and not d.get("observed")
             and d.get("kind") != "deterministic"
-            for d in data
         ),
-        "deterministic": any(d.get("kind") == "deterministic" for d in data),
-        "exogenous noise": any(_node_style(d)["edgecolor"] == _NOISE for d in data),
-        "intervened": any(d.get("intervened") for d in data),
+        "deterministic": lambda d: d.get("kind") == "deterministic",
+        "exogenous noise": lambda d: _node_style(d)["edgecolor"] == _NOISE,
+        "intervened": lambda d: d.get("intervened"),
     }
-    keys = {
+    canonical = {
         "observed": {"observed": True},
-        "latent": {},
         "deterministic": {"kind": "deterministic"},
         "exogenous noise": {"role": "exogenous"},
-        "intervened": {"intervened": True},
     }
+    keys: dict[str, dict[str, Any]] = {}
+    for label, test in tests.items():
+        found = next((d for d in data if test(d)), None)
+        if found is None:
+            continue
+        if label == "intervened":  # in the shape the intervened node is drawn with
+            keys[label] = {"intervened": True, "kind": found.get("kind")}
+        else:
+            keys[label] = canonical.get(label, {})
     handles: list[Patch | Line2D] = []
-    labels = [label for label, shown in present.items() if shown]
+    labels = list(keys)
     for label in labels:
         style = _node_style(keys[label])
         handles.append(_node_patch((0.0, 0.0), style, (style["scale"], style["scale"])))
@@ -424,6 +437,13 @@ def plot_learning_curve(fitted_or_losses: Any, ax: Axes | None = None) -> Axes:
         With a ``"training"`` line, a ``"validation"`` line when the fit held rows out,
         a dotted vertical line at the best epoch when the fit stopped early, and, for a fit
         with ``icm_penalty``, a dashed ``"ICM penalty"`` line on a secondary (log) y-axis.
+
+    Examples
+    --------
+    >>> from scm_ppl.plotting import plot_learning_curve
+    >>> ax = plot_learning_curve([3.0, 2.0, 1.5, 1.4])     # or a FittedSCM, or its history
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['training']
     """
     history = getattr(fitted_or_losses, "history", fitted_or_losses)
     losses = getattr(history, "losses", history)

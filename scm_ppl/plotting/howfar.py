@@ -10,6 +10,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from scm_ppl.errors import SettingsError
+
 __all__ = ["plot_contraction", "plot_fisher_spectrum", "plot_refit_spread"]
 
 _NULL_COLOR = "#d62728"
@@ -27,6 +29,23 @@ def plot_fisher_spectrum(report: Any, ax: Any = None) -> Any:
 
     Null eigenvalues are zero up to rounding; they are drawn at a floor a few decades under
     the tolerance so that the log axis can show them.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import fit, local_identifiability
+    >>> from scm_ppl.plotting import plot_fisher_spectrum
+    >>> def chain(n):
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> data = {"x": x, "y": 1.5 * x}
+    >>> fitted = fit(chain, data, num_epochs=50, batch_size=None, progress=False)
+    >>> ax = plot_fisher_spectrum(local_identifiability(fitted, data))
+    >>> [t.get_text()[:7] for t in ax.get_legend().get_texts()]   # one identified, one null
+    ['identif', 'null: 1']
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.0, 3.6))
@@ -54,19 +73,54 @@ def plot_fisher_spectrum(report: Any, ax: Any = None) -> Any:
     )
     if ranks.size <= 30:
         ax.set_xticks(ranks)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    # Outside the axes: inside, any corner can hide eigenvalues (a descending spectrum
+    # fills the upper left, its null block the lower right).
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax
 
 
-def plot_refit_spread(spreads: Mapping[str, Any], ax: Any = None) -> Any:
+def plot_refit_spread(
+    spreads: Mapping[str, Any], ax: Any = None, truth: Mapping[str, float] | None = None
+) -> Any:
     """One row per query: each refit's answer as a dot (tied fits filled, others hollow),
-    the range over tied fits as a bar.
+    the range over tied fits as a bar, and the true value where it is known.
 
     Parameters
     ----------
     spreads
         ``{query label: RefitSpread}`` (scalar queries).
+    ax
+        Axes to draw on (default: a new figure).
+    truth
+        ``{query label: true value}`` for the rows whose answer is known (a simulation),
+        drawn as a red diamond so that the spread is read against it.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import refit_ensemble
+    >>> from scm_ppl.plotting import plot_refit_spread
+    >>> def chain(n):
+    ...     a, b = numpyro.param("a", 1.0), numpyro.param("b", 1.0)
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(b * a * x, 0.5))
+    >>> x = jax.random.normal(jax.random.key(0), (200,))
+    >>> ens = refit_ensemble(chain, {"x": x, "y": 1.5 * x}, 3, rng_key=jax.random.key(1),
+    ...                      num_epochs=100, learning_rate=0.05)
+    >>> spreads = {"a * b": ens.spread(lambda s: s.params["a"] * s.params["b"]),
+    ...            "a": ens.spread(lambda s: s.params["a"])}
+    >>> ax = plot_refit_spread(spreads, truth={"a * b": 1.5})
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['a * b', 'a']
     """
+    truth = dict(truth or {})
+    unknown = sorted(set(truth) - set(spreads))
+    if unknown:
+        raise SettingsError(
+            f"truth has label(s) {unknown} that are not in spreads {sorted(spreads)}; use the "
+            "same query labels."
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(6.0, 0.9 + 0.7 * len(spreads)))
     labels = list(spreads)
@@ -88,11 +142,14 @@ def plot_refit_spread(spreads: Mapping[str, Any], ax: Any = None) -> Any:
         if (~tied).any():
             ax.scatter(values[~tied], y[~tied], s=22, facecolors="none", edgecolors="0.4", zorder=3)
         _note(ax, f"range {spread.summary['range']:.3g}", 1.02, row, va="center")
+        if label in truth:
+            ax.scatter([float(truth[label])], [row], s=60, marker="D", color=_NULL_COLOR, zorder=4)
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.invert_yaxis()
-    ax.set_xlabel("answer of each refit (filled: tied with the best fit)")
+    key = "; red diamond: the truth" if truth else ""
+    ax.set_xlabel(f"answer of each refit (filled: tied with the best fit{key})")
     ax.set_title("Spread of answers across equally good refits", fontsize=10)
     ax.margins(x=0.1)
     return ax
@@ -106,6 +163,19 @@ def plot_contraction(results: Mapping[str, Any], ax: Any = None) -> Any:
     ----------
     results
         ``{query label: ContractionResult}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scm_ppl.howfar import ContractionResult
+    >>> from scm_ppl.plotting import plot_contraction
+    >>> n = np.array([100, 400, 1600])
+    >>> res = ContractionResult(sizes=n, posterior_sd=n ** -0.5, posterior_mean=np.zeros(3),
+    ...                         slope=-0.5, intercept=0.0, verdict="identified",
+    ...                         slope_tolerance=0.15, method="nuts", num_draws=500)
+    >>> ax = plot_contraction({"w": res})
+    >>> ax.get_xscale(), ax.get_yscale()
+    ('log', 'log')
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))

@@ -34,6 +34,17 @@ def plot_genericity(report: GenericityReport, ax: Axes | None = None, bins: int 
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import equinox as eqx, jax
+    >>> from scm_ppl import mechanism_genericity
+    >>> from scm_ppl.plotting import plot_genericity
+    >>> net = eqx.nn.MLP(4, 4, 8, depth=2, key=jax.random.key(0))
+    >>> rep = mechanism_genericity(net, jax.random.normal(jax.random.key(1), (500, 4)))
+    >>> ax = plot_genericity(rep)
+    >>> ax.get_xlabel() != ""
+    True
     """
     if not isinstance(report, GenericityReport):
         raise GenericityError(

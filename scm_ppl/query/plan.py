@@ -166,6 +166,14 @@ def plan_query(
     if kind == "interventional":
         return _interventional_plans(evidence, interventions, key, method, mask, settings,
                                      strict, common)  # fmt: skip
+    if isinstance(interventions, Mapping) and not interventions:
+        # An empty mapping is almost always a dropped argument, and its answer (the factual
+        # world replayed) would pass for a counterfactual silently.
+        raise InterventionError(
+            "counterfactual(..., interventions={}) intervenes on nothing, so its world is the "
+            "factual one. Give {site: value} for the counterfactual world, or "
+            "interventions=None to ask for the factual world replayed on purpose."
+        )
     ev = check_evidence(info, evidence, finite=False)
     swept = split_sweep(interventions) if contains_sweep(interventions) else None
     if swept is None:

@@ -92,6 +92,20 @@ class CausalResult:
         Metadata: the abduction ``method`` used and why, the ``couplings`` assumed for
         mechanisms that do not invert, identification, the interventions and the graph
         (JSON-ready).
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import counterfactual
+    >>> def model(n=1):
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(2.0 * x, 0.5))
+    >>> res = counterfactual(model, {"x": 1.0, "y": 2.5}, {"x": 0.0}, rng_key=jax.random.key(0))
+    >>> res.world("cf")["y"].shape, float(res.world("cf")["y"][0, 0, 0])  # (chain, draw, unit)
+    ((1, 1, 1), 0.5)
+    >>> res.attrs["method"]
+    'exact'
     """
 
     def __init__(

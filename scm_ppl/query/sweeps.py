@@ -85,6 +85,19 @@ class DoseResponse(NamedTuple):
         spread is the posterior uncertainty of the average; one draw when exact).
     attrs
         The method used and why, the sites, the values per compiled pass.
+
+    Examples
+    --------
+    >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl import dose_response
+    >>> def model(n=2):
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> dr = dose_response(model, {"x": np.zeros(2), "y": np.array([1.0, -1.0])}, "x",
+    ...                    np.array([0.0, 1.0]), "y", rng_key=jax.random.key(0))
+    >>> [round(float(m), 4) for m in dr.mean], dr.draws.shape  # exact: one draw
+    ([0.0, 2.0], (1, 1, 2))
     """
 
     values: jax.Array

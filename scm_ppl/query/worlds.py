@@ -128,5 +128,18 @@ def twin_world(
     """The factual world and one counterfactual world (sites ``"cf.<site>"``).
 
     Shorthand for ``multi_world(model, {label: interventions})``.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from numpyro import handlers
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...     numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> twins = twin_world(model, {"x": 0.0})
+    >>> seen = handlers.condition(twins, {"x": 1.0, "y": 2.5})
+    >>> tr = handlers.trace(handlers.seed(seen, 0)).get_trace()
+    >>> float(tr["cf.y"]["value"])  # y's noise (+0.5) kept, x set to 0
+    0.5
     """
     return multi_world(model, {label: interventions}, masks={label: mask} if mask else None)

@@ -82,7 +82,7 @@ def test_design_model_draws_every_node_and_edge(tmp_path) -> None:
     assert nodes["z"].get_linestyle() != "-"  # exogenous: dashed
     assert isinstance(nodes["z"], Circle) and nodes["z"].radius < nodes["x"].radius
     assert sorted(t.get_text() for t in ax.texts) == ["w", "x", "y", "z"]
-    assert _legend_labels(ax) == ["latent", "deterministic", "exogenous noise"]
+    assert _legend_labels(ax) == ["endogenous", "deterministic", "exogenous noise"]
     assert ax.get_title() == "design"
     assert not ax.axison
     assert ax.get_aspect() == 1.0
@@ -146,7 +146,7 @@ def test_bidirected_edges_are_dashed_curved_and_two_headed() -> None:
     assert isinstance(twin.get_arrowstyle(), ArrowStyle.CurveFilledAB)
     assert _rad(twin) != 0.0
     assert len(_patches(ax, "edge:")) == 2
-    assert _legend_labels(ax) == ["latent", "latent confounding"]
+    assert _legend_labels(ax) == ["endogenous", "latent confounding"]
 
 
 def test_edge_that_would_cross_a_node_is_curved() -> None:

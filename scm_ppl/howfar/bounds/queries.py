@@ -204,6 +204,17 @@ def pn_bounds(
     Other Parameters
     ----------------
     {options}
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np, xarray as xr
+    >>> from scm_ppl.graphical.mixed_graph import ADMG
+    >>> g = ADMG(nx.DiGraph([("X", "Y")]))       # X exogenous: no confounding
+    >>> p = xr.DataArray(np.array([[0.3, 0.2], [0.1, 0.4]]), dims=("X", "Y"),
+    ...                  coords={"X": [0, 1], "Y": [0, 1]})
+    >>> b = pn_bounds(g, p, "X", "Y")
+    >>> round(b.lower, 6), round(b.upper, 6)  # Tian & Pearl (2000): [(0.8-0.4)/0.8, 0.6/0.8]
+    (0.5, 0.75)
     """
     terms, given = _contrary_to_fact(
         "pn_bounds", treatment, outcome, positive, set_to=control, seen=treated, then_yes=False
@@ -234,6 +245,17 @@ def ps_bounds(
     Other Parameters
     ----------------
     {options}
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np, xarray as xr
+    >>> from scm_ppl.graphical.mixed_graph import ADMG
+    >>> g = ADMG(nx.DiGraph([("X", "Y")]))       # X exogenous: no confounding
+    >>> p = xr.DataArray(np.array([[0.3, 0.2], [0.1, 0.4]]), dims=("X", "Y"),
+    ...                  coords={"X": [0, 1], "Y": [0, 1]})
+    >>> b = ps_bounds(g, p, "X", "Y")
+    >>> round(b.lower, 6), round(b.upper, 6)  # Tian & Pearl (2000): [(0.8-0.4)/0.6, 1]
+    (0.666667, 1.0)
     """
     terms, given = _contrary_to_fact(
         "ps_bounds", treatment, outcome, positive, set_to=treated, seen=control, then_yes=True

@@ -140,6 +140,18 @@ class Bounds:
         ``P(given)`` for a conditional query, else 1.
     support : dict
         The values of every variable, in index order.
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np, xarray as xr
+    >>> from scm_ppl.graphical.mixed_graph import ADMG
+    >>> g = ADMG(nx.DiGraph([("X", "Y")]), bidirected=[("X", "Y")])  # confounded
+    >>> p = xr.DataArray(np.array([[0.3, 0.2], [0.1, 0.4]]), dims=("X", "Y"),
+    ...                  coords={"X": [0, 1], "Y": [0, 1]})
+    >>> from scm_ppl.howfar import ate_bounds
+    >>> b = ate_bounds(g, p, "X", "Y")      # Manski (1990): [0.4 - 0.7, 0.9 - 0.2], width 1
+    >>> round(b.lower, 6), round(b.upper, 6), b.sharp
+    (-0.3, 0.7, True)
     """
 
     lower: float

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Re-render the tutorials' figures for the documentation site from smoke runs
+# (SCM_PPL_SMOKE=1: few samples, a few minutes in all) and copy them into
+# docs/tutorials/figures/, which the site shows beside each tutorial. CI does not run
+# this: the site builds from the committed figures in well under a minute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for script in tutorials/[0-9][0-9]_*.py; do
+  echo "== $script"
+  SCM_PPL_SMOKE=1 MPLBACKEND=Agg .venv/bin/python "$script" >/dev/null
+done
+cp tutorials/output/*.png docs/tutorials/figures/
