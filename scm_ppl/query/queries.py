@@ -153,8 +153,9 @@ def counterfactual(
         **bound_attrs,
     }
     result = CausalResult(
-        groups=groups, dims=dims, coords={"world": labels}, attrs=attrs, worlds=draws.by_world
-    )
+        groups=groups, dims=dims, coords={"world": labels}, attrs=attrs, worlds=draws.by_world,
+        stacked=("predictions", "world", labels),
+    )  # fmt: skip
     # Built while the compiled call runs; only now wait for its evidence check.
     draws.check()
     _check_deterministic_evidence(info, ev, draws.by_world["factual"])
