@@ -50,6 +50,7 @@ from scm_ppl.query._evidence_checks import (
     not_known_finite,
     raise_for_marks,
 )
+from scm_ppl.query.per_unit import per_unit_latents
 from scm_ppl.query.plan import QueryPlan
 from scm_ppl.query.results import LazyGroup
 
@@ -113,6 +114,11 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
             cache=not factual,
         )  # fmt: skip
         chains = plan.chains
+    if plan.method == "per_unit":
+        base = do(model, factual, mask=factual_mask) if factual else model
+        latents, diagnostics = per_unit_latents(
+            base, args, kwargs, evidence, plan.latent, num_draws, jax.random.split(plan.rng_key)[0]
+        )
     if latents is not None:
         latents = {k: v.reshape((-1, *v.shape[2:])) for k, v in latents.items()}
         num_draws = next(iter(latents.values())).shape[0] if latents else num_draws

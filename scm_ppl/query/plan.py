@@ -41,6 +41,7 @@ from scm_ppl.query.abduction import (
     require_noise_views,
 )
 from scm_ppl.query.grid import contains_sweep, split_sweep
+from scm_ppl.query.per_unit import per_unit_or_joint
 from scm_ppl.query.scaling import check_chunk_size, plan_chunks, unit_plate
 from scm_ppl.query.worlds import NOISE_PREFIX, check_world_labels
 
@@ -193,8 +194,10 @@ def plan_query(
         check_interventions(info, checked, masks.get(label))
     require_noise_views(info)
     chosen, reason = choose_method(info, ev, method)
-    if chosen in ("nuts", "svi"):  # before inference spends its time on bad evidence
+    if chosen in ("nuts", "svi", "per_unit"):  # before inference spends its time on bad evidence
         check_finite(ev)
+    if chosen == "per_unit" or (chosen == "nuts" and method == "auto"):
+        chosen, reason = per_unit_or_joint(common, ev, _latent(info, ev), key, chosen, reason)
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict)
     latent = _latent(info, ev)

@@ -68,8 +68,10 @@ def counterfactual(
     rng_key
         A JAX PRNG key.
     method
-        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"`` or ``"svi"``; the
-        method used and why are in ``result.attrs``.
+        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"``, ``"svi"`` or
+        ``"per_unit"`` (each unit's Gaussian posterior in closed form; ``"auto"`` takes it
+        where the check in :mod:`scm_ppl.query.per_unit` passes); the method used and why
+        are in ``result.attrs``.
     mask
         ``{site: boolean array}`` to intervene on some units only (one world).
     num_samples, num_warmup, num_chains, svi_steps
@@ -153,8 +155,9 @@ def counterfactual(
         **bound_attrs,
     }
     result = CausalResult(
-        groups=groups, dims=dims, coords={"world": labels}, attrs=attrs, worlds=draws.by_world
-    )
+        groups=groups, dims=dims, coords={"world": labels}, attrs=attrs, worlds=draws.by_world,
+        stacked=("predictions", "world", labels),
+    )  # fmt: skip
     # Built while the compiled call runs; only now wait for its evidence check.
     draws.check()
     _check_deterministic_evidence(info, ev, draws.by_world["factual"])

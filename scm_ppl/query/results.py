@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,16 @@ class LazyGroup(Mapping[str, jax.Array]):
     def __len__(self) -> int:
         return len(self._names)
 
+    @property
+    def built(self) -> tuple[str, ...]:
+        """The names built so far (reading one name builds only it, with ``build_one``)."""
+        return tuple(sorted(self._built))
+
+    def shape_of(self, name: str) -> tuple[tuple[int, ...], Any] | None:
+        """``(shape, dtype)`` of a built name, ``None`` if it is not built yet."""
+        value = self._built.get(name)
+        return None if value is None else (tuple(value.shape), value.dtype)
+
     def __repr__(self) -> str:
         return f"LazyGroup({self._names}, built={sorted(self._built)})"
 
@@ -66,6 +77,11 @@ def _unflatten(names: Any, values: Any) -> LazyGroup:
 
 
 jax.tree_util.register_pytree_node(LazyGroup, _flatten, _unflatten)
+
+
+def _read(group: Mapping[str, Any], name: str) -> Any:
+    return group[name]
+
 
 DimsSpec = Mapping[str, Sequence[str]] | Callable[[str, tuple[int, ...]], Sequence[str]]
 
@@ -116,8 +132,13 @@ class CausalResult:
         attrs: Mapping[str, Any],
         *,
         worlds: Mapping[str, Mapping[str, jax.Array]] | None = None,
+        stacked: tuple[str, str, Sequence[str]] | None = None,
     ) -> None:
         self._worlds = dict(worlds or {})
+        # (group, dim, labels): that group's arrays are the worlds' arrays stacked along
+        # ``dim`` after ``draw``, so its view reads one world without stacking any.
+        self._stacked = stacked
+        self._views: dict[str, Any] = {}
         self._groups: dict[str, Mapping[str, jax.Array]] = {
             g: v if isinstance(v, LazyGroup) else dict(v) for g, v in groups.items()
         }
@@ -198,9 +219,63 @@ class CausalResult:
             self._idata = to_inference_data(self._groups, dims, self._coords, self.attrs)
         return self._idata
 
+    def group(self, name: str) -> Any:
+        """One group as an ``xarray.Dataset`` whose variables are read only when indexed
+        (``result.predictions`` is ``result.group("predictions")``).
+
+        Nothing is built for the sites, worlds and groups not read:
+        ``result.predictions["y"].sel(world="cf")`` builds that one world's ``y`` and views
+        it (no stacking of the factual world, no abducted noise). Values equal those of
+        :meth:`to_inference_data` exactly.
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from scm_ppl import counterfactual
+        >>> def model():
+        ...     x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+        >>> cf = counterfactual(model, {"x": 0.5, "y": 1.5}, {"x": 1.0}, rng_key=jax.random.key(0))
+        >>> float(cf.predictions["y"].sel(world="cf")[0, 0])
+        2.5
+        """
+        if name not in self._views:
+            if name not in self._groups:
+                raise KeyError(f"No group {name!r} in this result; it has {sorted(self._groups)}.")
+            from scm_ppl.convert import lazy_dataset
+
+            self._views[name] = lazy_dataset(self._view_variables(name), self._coords, self.attrs)
+        return self._views[name]
+
+    def _view_variables(self, group: str) -> dict[str, tuple]:
+        variables = self._groups[group]
+        spec = self._dims.get(group, {})
+        lead = [] if group == "observed_data" else ["chain", "draw"]
+        out: dict[str, tuple] = {}
+        for name in variables:
+            if self._stacked is not None and self._stacked[0] == group:
+                _, _, labels = self._stacked
+                # Any world has the shape: the last is a computed one, never the lazy factual.
+                first = self._worlds[labels[-1]][name]
+                shape = (*first.shape[:2], len(labels), *first.shape[2:])
+                parts = [functools.partial(_read, self._worlds[label], name) for label in labels]
+                axis: int | None = 2
+                dtype = first.dtype
+            else:
+                known = variables.shape_of(name) if isinstance(variables, LazyGroup) else None
+                if known is None:
+                    value = variables[name]
+                    known = (tuple(value.shape), value.dtype)
+                shape, dtype = known
+                parts, axis = [functools.partial(_read, variables, name)], None
+            inner = tuple(shape[len(lead) :])
+            dims = spec(name, inner) if callable(spec) else spec[name]
+            out[name] = ([*lead, *dims], tuple(shape), dtype, parts, axis)
+        return out
+
     def __getattr__(self, name: str) -> Any:
         if name in _GROUPS and name in self.__dict__.get("_groups", {}):
-            return getattr(self.to_inference_data(), name)
+            return self.group(name)
         raise AttributeError(
             f"'CausalResult' has no attribute '{name}'; groups: {sorted(self._groups)}"
         )

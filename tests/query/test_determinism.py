@@ -46,7 +46,7 @@ def answers() -> dict[str, np.ndarray]:
         nuts = counterfactual(
             latent_confounder.model, {"X": [0.5, -1.0], "Y": [1.0, 0.0]}, {"X": 0.0},
             rng_key=jax.random.key(2), num_samples=250, num_warmup=150, num_chains=2,
-            model_kwargs={"n": 2},
+            model_kwargs={"n": 2}, method="nuts",
         )  # fmt: skip
     queries = {
         "nuts": nuts,
