@@ -83,6 +83,8 @@ def w2(
                 rng_key=key,
                 num_warmup=num_warmup,
                 num_samples=num_samples,
+                # W2 measures NUTS itself; "auto" now takes the exact per-unit Gaussian here.
+                method="nuts",
                 model_kwargs={"n": int(x.shape[0])},
             ),
             ("factual", "cf"),
