@@ -164,13 +164,11 @@ class ConditionalVAEImage(dist.Distribution):
         """The encoder's ``(mean, log_sd)`` of ``z`` given images ``(..., 28, 28)``."""
         x = jnp.asarray(x)
         _check_event(x, "ConditionalVAEImage.encode")
-        return jnp.vectorize(self.encoder, signature="(h,w),(c)->(k),(k)")(x, self.condition)
+        return _encode(self.encoder, x, self.condition)
 
     def decode(self, z: ArrayLike) -> jax.Array:
         """Mean images ``(..., 28, 28)`` of latent codes ``(..., k)``."""
-        return jnp.vectorize(self.decoder, signature="(k),(c)->(h,w)")(
-            jnp.asarray(z), self.condition
-        )
+        return _decode(self.decoder, jnp.asarray(z), self.condition)
 
     def to_noise(self, x: ArrayLike) -> jax.Array:
         """Amortised abduction: ``[z, r]`` shaped ``(..., k + 784)``."""
@@ -203,6 +201,20 @@ class ConditionalVAEImage(dist.Distribution):
         rec = dist.Normal(self.decode(z), self.scale).log_prob(x).sum(axis=(-2, -1))
         kl = 0.5 * jnp.sum(jnp.exp(2 * log_sd) + mean**2 - 1.0 - 2 * log_sd, axis=-1)
         return rec - kl
+
+
+# Jitted so that an eager call (a trace outside ``jit``) compiles once per network and
+# shape instead of once per primitive; inside a traced program these are inlined.
+
+
+@eqx.filter_jit
+def _encode(encoder: Any, x: jax.Array, condition: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.vectorize(encoder, signature="(h,w),(c)->(k),(k)")(x, condition)
+
+
+@eqx.filter_jit
+def _decode(decoder: Any, z: jax.Array, condition: jax.Array) -> jax.Array:
+    return jnp.vectorize(decoder, signature="(k),(c)->(h,w)")(z, condition)
 
 
 @register_noise_view(ConditionalVAEImage)
