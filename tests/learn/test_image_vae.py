@@ -11,7 +11,13 @@ from numpyro import handlers
 from models.morpho_mnist import learnable_model, load
 from scm_ppl import FittedSCM, counterfactual, fit, noise_view
 from scm_ppl.errors import DataError, InterventionError
-from scm_ppl.learn.images import ConditionalVAEImage, ConvDecoder, ConvEncoder, conditional_vae
+from scm_ppl.learn.images import (
+    ConditionalVAEImage,
+    ConvDecoder,
+    ConvEncoder,
+    check_images,
+    conditional_vae,
+)
 
 KW = {"latent_dim": 4, "width": 4}
 
@@ -105,3 +111,20 @@ def test_parents_must_have_a_feature_axis() -> None:
             jnp.asarray(0.0),
             0.1,
         )
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (np.full((2, 28, 28), 255.0), r"must lie in \[0, 1\]"),
+        (-np.ones((2, 28, 28)), r"must lie in \[0, 1\]"),
+        (np.zeros((2, 28, 28), np.uint8), "floating-point"),
+        (np.zeros((2, 784)), r"shaped \(\.\.\., 28, 28\)"),
+    ],
+)
+def test_images_outside_the_declared_range_raise(x: np.ndarray, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        check_images(x)
+    program = handlers.condition(_program, {"image": jnp.asarray(x)})
+    with pytest.raises((DataError, InterventionError)):
+        handlers.trace(handlers.seed(program, 0)).get_trace()

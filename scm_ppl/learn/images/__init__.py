@@ -8,6 +8,7 @@ from scm_ppl.learn.images.vae import (
     ConvDecoder,
     ConvEncoder,
     check_image_value,
+    check_images,
     conditional_vae,
 )
 
@@ -16,6 +17,7 @@ __all__ = [
     "ConvDecoder",
     "ConvEncoder",
     "check_image_value",
+    "check_images",
     "conditional_vae",
     "measure_intensity",
     "measure_thickness",

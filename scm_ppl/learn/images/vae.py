@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from jax.core import Tracer
 from jax.typing import ArrayLike
 from numpyro.contrib.module import eqx_module
 from numpyro.distributions import constraints
@@ -32,7 +33,14 @@ from numpyro.distributions import constraints
 from scm_ppl.core.noise import NoiseView, register_noise_view
 from scm_ppl.errors import DataError, InterventionError
 
-__all__ = ["ConditionalVAEImage", "ConvDecoder", "ConvEncoder", "conditional_vae"]
+__all__ = [
+    "ConditionalVAEImage",
+    "ConvDecoder",
+    "ConvEncoder",
+    "check_image_value",
+    "check_images",
+    "conditional_vae",
+]
 
 IMAGE_SIZE = 28
 
@@ -233,6 +241,28 @@ def _nets(cond_dim: int, latent_dim: int, width: int, seed: int) -> tuple[eqx.Mo
         )
 
 
+def check_images(images: Any, name: str = "image") -> None:
+    """Raise :class:`DataError` unless ``images`` are float pixels ``(..., 28, 28)`` on
+    ``[0, 1]`` (the declared range of an image site; divide 0-255 images by 255).
+
+    Examples
+    --------
+    >>> check_images(jnp.zeros((2, 28, 28)))
+    >>> check_images(jnp.full((2, 28, 28), 255.0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    scm_ppl.errors.DataError: Images for 'image' must lie in [0, 1]; got values in [255.0, ...
+    """
+    x = jnp.asarray(images)
+    _check_event(x, f"The image site {name!r}")
+    low, high = float(jnp.min(x)), float(jnp.max(x))
+    if not (low >= 0.0 and high <= 1.0):
+        raise DataError(
+            f"Images for {name!r} must lie in [0, 1]; got values in [{low}, {high}]. "
+            "Divide 0-255 images by 255."
+        )
+
+
 def check_image_value(value: Any, name: str) -> None:
     """Raise :class:`InterventionError` unless ``value`` is shaped like images of the site
     (an intervention on an image site must set an image)."""
@@ -298,4 +328,6 @@ def conditional_vae(
     eps = None if rng is None else jax.random.normal(rng, (*condition.shape[:-1], latent_dim))
     value = numpyro.sample(name, ConditionalVAEImage(enc, dec, condition, sd, eps))
     check_image_value(value, name)
+    if not isinstance(value, Tracer):  # observed images checked where concrete
+        check_images(value, name)
     return jnp.asarray(value)
