@@ -1,0 +1,25 @@
+"""Image mechanisms: a conditional VAE whose noise view is the latent code plus the pixel
+residual (amortised abduction), and morphometry of digit images (thickness, intensity)
+to measure what a counterfactual image did."""
+
+from scm_ppl.learn.images.morphometry import measure_intensity, measure_thickness, skeleton
+from scm_ppl.learn.images.vae import (
+    ConditionalVAEImage,
+    ConvDecoder,
+    ConvEncoder,
+    check_image_value,
+    check_images,
+    conditional_vae,
+)
+
+__all__ = [
+    "ConditionalVAEImage",
+    "ConvDecoder",
+    "ConvEncoder",
+    "check_image_value",
+    "check_images",
+    "conditional_vae",
+    "measure_intensity",
+    "measure_thickness",
+    "skeleton",
+]

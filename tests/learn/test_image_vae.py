@@ -1,0 +1,130 @@
+"""The conditional VAE image mechanism: its noise view, its site in a program, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro import handlers
+
+from models.morpho_mnist import learnable_model, load
+from scm_ppl import FittedSCM, counterfactual, fit, noise_view
+from scm_ppl.errors import DataError, InterventionError
+from scm_ppl.learn.images import (
+    ConditionalVAEImage,
+    ConvDecoder,
+    ConvEncoder,
+    check_images,
+    conditional_vae,
+)
+
+KW = {"latent_dim": 4, "width": 4}
+
+
+@pytest.fixture(scope="module")
+def tiny_fit() -> tuple[FittedSCM, dict[str, np.ndarray]]:
+    d = load(256)
+    data = {k: d[k] for k in ("thickness", "intensity", "image")}
+    fitted = fit(
+        learnable_model, data, num_epochs=2, batch_size=128, progress=False, model_kwargs=KW
+    )
+    return fitted, data
+
+
+def _dist(n: int = 3) -> ConditionalVAEImage:
+    enc = ConvEncoder(2, 4, 4, jax.random.key(0))
+    dec = ConvDecoder(2, 4, 4, jax.random.key(1))
+    return ConditionalVAEImage(enc, dec, jnp.linspace(-1, 1, 2 * n).reshape(n, 2), 0.05)
+
+
+def test_noise_view_round_trips_and_has_the_stated_shapes() -> None:
+    d = _dist()
+    x = jnp.asarray(load(3)["image"])
+    view = noise_view(d)
+    assert view.inverse is not None
+    u = view.inverse(x)
+    assert u.shape == (3, 4 + 784) and u.dtype == jnp.float32
+    assert view.base.batch_shape == (3,) and view.base.event_shape == (4 + 784,)
+    # forward(inverse(x)) == x: the residual carries whatever the decoder misses.
+    np.testing.assert_allclose(view.forward(u), x, atol=1e-5)
+    s = d.sample(jax.random.key(3), (2,))
+    assert s.shape == (2, 3, 28, 28) and s.dtype == jnp.float32
+    assert d.log_prob(x).shape == (3,)
+
+
+def test_null_counterfactual_returns_the_image_and_do_changes_it(tiny_fit) -> None:
+    fitted, data = tiny_fit
+    ev = {k: v[:8] for k, v in data.items()}
+    kw = {**KW, "n": 8}
+    same = counterfactual(
+        fitted, ev, {"thickness": ev["thickness"]}, rng_key=jax.random.key(0), model_kwargs=kw
+    )
+    assert same.method == "exact"
+    np.testing.assert_allclose(same.world("cf")["image"][0, 0], ev["image"], atol=1e-5)
+    moved = counterfactual(
+        fitted, ev, {"thickness": ev["thickness"] + 2.0}, rng_key=jax.random.key(0), model_kwargs=kw
+    )
+    assert float(jnp.abs(moved.world("cf")["image"][0, 0] - ev["image"]).mean()) > 1e-4
+
+
+def test_save_load_identity(tiny_fit, tmp_path) -> None:
+    fitted, _ = tiny_fit
+    path = tmp_path / "vae.npz"
+    fitted.save(path)
+    loaded = FittedSCM.load(path, learnable_model, model_kwargs=KW)
+    for name, value in fitted.params.items():
+        for a, b in zip(jax.tree.leaves(value), jax.tree.leaves(loaded.params[name]), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _program(n: int = 2) -> None:
+    with numpyro.plate("unit", n):
+        t = jnp.asarray(numpyro.sample("t", dist.Normal(0.0, 1.0)))
+        conditional_vae("image", t[:, None], latent_dim=4, width=4)
+
+
+def test_intervening_on_the_image_with_a_non_image_raises() -> None:
+    with pytest.raises(InterventionError, match="holds images shaped"):
+        handlers.trace(
+            handlers.seed(handlers.condition(_program, {"image": jnp.ones(2)}), 0)
+        ).get_trace()
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (jnp.zeros((3, 20, 20)), r"shaped \(\.\.\., 28, 28\)"),
+        (jnp.zeros((3, 28, 28), jnp.int32), "floating-point"),
+    ],
+)
+def test_images_of_the_wrong_shape_or_dtype_raise(x: jax.Array, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        _dist().to_noise(x)
+
+
+def test_parents_must_have_a_feature_axis() -> None:
+    with pytest.raises(DataError, match=r"parents shaped \(\.\.\., c\)"):
+        ConditionalVAEImage(
+            ConvEncoder(1, 4, 4, jax.random.key(0)),
+            ConvDecoder(1, 4, 4, jax.random.key(1)),
+            jnp.asarray(0.0),
+            0.1,
+        )
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (np.full((2, 28, 28), 255.0), r"must lie in \[0, 1\]"),
+        (-np.ones((2, 28, 28)), r"must lie in \[0, 1\]"),
+        (np.zeros((2, 28, 28), np.uint8), "floating-point"),
+        (np.zeros((2, 784)), r"shaped \(\.\.\., 28, 28\)"),
+    ],
+)
+def test_images_outside_the_declared_range_raise(x: np.ndarray, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        check_images(x)
+    program = handlers.condition(_program, {"image": jnp.asarray(x)})
+    with pytest.raises((DataError, InterventionError)):
+        handlers.trace(handlers.seed(program, 0)).get_trace()
