@@ -166,7 +166,8 @@ print("saved", path.relative_to(HERE.parent))
 # On these synthetic strokes the learned `do(thickness + 1)` raises the *measured*
 # thickness by well under the true change (issue 19 measured +0.43 px where the truth
 # moves +0.97 px, and intensity +0.32 where the truth moves +0.17): part of "thicker"
-# comes out as "brighter", the MLP decoder entangling the two parents. The same experiment on real handwritten digits
+# comes out as "brighter", the MLP decoder entangling the two parents. The same experiment
+# on real handwritten digits
 # (Morpho-MNIST, vendored in `models/data/morphomnist/`) runs in
 # `benchmarks/morpho_mnist.py` with a conditional-VAE image mechanism
 # (`scm_ppl.learn.images.conditional_vae`, exact noise view: latent code + pixel
