@@ -33,7 +33,7 @@ from scm_ppl.core.inference import (
     shapes,
     split_arguments,
 )
-from scm_ppl.core.program import arguments_key
+from scm_ppl.core.program import arguments_key, inspect_program
 from scm_ppl.query._compiled import (
     _FACTUAL,
     _TRACES,
@@ -50,8 +50,10 @@ from scm_ppl.query._evidence_checks import (
     not_known_finite,
     raise_for_marks,
 )
+from scm_ppl.query.enumeration import EnumeratedPosterior, enumerate_posterior
 from scm_ppl.query.plan import QueryPlan
 from scm_ppl.query.results import LazyGroup
+from scm_ppl.query.scaling import unit_plate
 
 __all__ = ["Draws", "run_query", "trace_count"]
 
@@ -76,6 +78,7 @@ class Draws(NamedTuple):
     diagnostics: dict[str, float]
     by_world: dict[str, dict[str, jax.Array]]
     check: Callable[[], None] = lambda: None
+    enumerated: EnumeratedPosterior | None = None  # method "enumerate": the exact posterior
 
 
 def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
@@ -113,6 +116,16 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
             cache=not factual,
         )  # fmt: skip
         chains = plan.chains
+    enumerated = None
+    if plan.method == "enumerate":
+        base = do(model, factual, mask=factual_mask) if factual else model
+        info = inspect_program(base, args, kwargs) if factual else plan.info
+        enumerated = enumerate_posterior(base, args, kwargs, info, plan.evidence, unit_plate(info))
+        if plan.enumerate_all:  # every configuration once: exact sums over the support
+            latents = dict(enumerated.configurations)
+        else:
+            latents = enumerated.sample(jax.random.split(plan.rng_key)[0], num_draws)
+        diagnostics = {"support_size": float(enumerated.size)}
     if latents is not None:
         latents = {k: v.reshape((-1, *v.shape[2:])) for k, v in latents.items()}
         num_draws = next(iter(latents.values())).shape[0] if latents else num_draws
@@ -191,7 +204,12 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
         stacked = by_world[sweep.label]
     other = LazyGroup(sorted(extra), build_all=lambda: extras(*call))
     return Draws(
-        worlds=stacked, other=other, diagnostics=diagnostics, by_world=by_world, check=check_all
+        worlds=stacked,
+        other=other,
+        diagnostics=diagnostics,
+        by_world=by_world,
+        check=check_all,
+        enumerated=enumerated,
     )
 
 

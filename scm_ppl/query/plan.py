@@ -92,6 +92,7 @@ class QueryPlan:
     units: UnitChunks | None = None
     draws_per_pass: int | None = None
     label: str = "cf"  # an interventional run's label (its ``intervention`` coordinate)
+    enumerate_all: bool = False  # method "enumerate": one draw per configuration, not sampled
 
     @property
     def sample_evidence(self) -> dict[str, Any]:
