@@ -139,8 +139,10 @@ class EnumeratedPosterior:
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
 def _draw(key, log_weights, values, num, shapes) -> dict[str, jax.Array]:
-    units = log_weights.shape[1:]
-    index = jax.random.categorical(key, log_weights, axis=0, shape=(num, *units))
+    # Inverse CDF: one uniform per draw and unit, where Gumbel-max would need K of them.
+    cdf = jnp.cumsum(jnp.exp(log_weights), axis=0)
+    u = jax.random.uniform(key, (num, *log_weights.shape[1:])) * cdf[-1]
+    index = jnp.minimum(jnp.sum(u[:, None] >= cdf[None], axis=1), log_weights.shape[0] - 1)
     return {n: values[n][index].reshape((1, num, *shape)).astype(dt) for n, shape, dt in shapes}
 
 
