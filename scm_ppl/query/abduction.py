@@ -33,7 +33,7 @@ __all__ = [
     "require_noise_views",
 ]
 
-METHODS = ("auto", "exact", "coupling", "nuts", "svi", "enumerate")
+METHODS = ("auto", "exact", "coupling", "nuts", "svi", "enumerate", "nuts+enumerate")
 
 
 def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
@@ -61,10 +61,11 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
     # Finite discrete latent causes are enumerated: deterministic evidence is then
     # ordinary evidence (a configuration that does not reproduce it has weight zero).
     enumerable = bool(latent_ancestors) and all(info.sites[n].discrete for n in latent_ancestors)
-    if method == "auto" and enumerable:
-        method = "enumerate"
-    if method == "enumerate":
-        return _enumerate_choice(info, latent_ancestors, stuck, from_fit)
+    mixed = any(info.sites[n].discrete for n in latent_ancestors) and not enumerable
+    if method == "auto" and (enumerable or (mixed and not stuck)):
+        method = "enumerate" if enumerable else "nuts+enumerate"
+    if method in ("enumerate", "nuts+enumerate"):
+        return _enumerate_choice(info, latent_ancestors, stuck, from_fit, method)
     if stuck:
         raise EvidenceError(
             f"Evidence on deterministic site(s) {stuck} cannot be used: they have unobserved "
@@ -127,7 +128,11 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
 
 
 def _enumerate_choice(
-    info: ProgramInfo, latent_ancestors: list[str], stuck: list[str], from_fit: list[str]
+    info: ProgramInfo,
+    latent_ancestors: list[str],
+    stuck: list[str],
+    from_fit: list[str],
+    method: str,
 ) -> tuple[str, str]:
     from scm_ppl.query.enumeration import enumerable_support
     from scm_ppl.query.scaling import unit_plate
@@ -138,6 +143,22 @@ def _enumerate_choice(
             "use method='exact' or 'coupling' (or 'auto')."
         )
     continuous = [n for n in latent_ancestors if not info.sites[n].discrete]
+    discrete = [n for n in latent_ancestors if info.sites[n].discrete]
+    if method == "nuts+enumerate":
+        if not continuous or not discrete or stuck:
+            raise AbductionError(
+                "method='nuts+enumerate' needs both discrete and continuous latent sites "
+                f"upstream of the evidence and no evidence on deterministic sites; here "
+                f"discrete {discrete}, continuous {continuous}, deterministic evidence "
+                f"{stuck}. Use method='enumerate' (all discrete) or 'nuts' (all continuous)."
+            )
+        size = enumerable_support(info, discrete, unit_plate(info))
+        return method, (
+            f"the discrete latent site(s) {discrete} are enumerated ({size} joint "
+            f"configurations per unit) inside the density NUTS samples for the continuous "
+            f"latent site(s) {continuous}; per draw the discrete ones are drawn from their "
+            "exact conditional"
+        )
     if continuous:
         raise AbductionError(
             f"Enumeration covers discrete latent sites only, but {continuous} upstream of "

@@ -50,7 +50,8 @@ from scm_ppl.query._evidence_checks import (
     not_known_finite,
     raise_for_marks,
 )
-from scm_ppl.query.enumeration import EnumeratedPosterior, enumerate_posterior
+from scm_ppl.query.enumeration import EnumeratedPosterior, enumerate_posterior, enumerated_sites
+from scm_ppl.query.mixed import run_nuts_enumerate
 from scm_ppl.query.plan import QueryPlan
 from scm_ppl.query.results import LazyGroup
 from scm_ppl.query.scaling import unit_plate
@@ -117,6 +118,18 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
         )  # fmt: skip
         chains = plan.chains
     enumerated = None
+    if plan.method == "nuts+enumerate":
+        base = do(model, factual, mask=factual_mask) if factual else model
+        info = inspect_program(base, args, kwargs) if factual else plan.info
+        upstream = enumerated_sites(info, plan.evidence)
+        discrete = [n for n in upstream if info.sites[n].discrete]
+        # Latent sites not upstream of the evidence keep their prior: the pass draws them.
+        continuous = [n for n in upstream if not info.sites[n].discrete]
+        latents, diagnostics = run_nuts_enumerate(
+            base, args, kwargs, info, plan.evidence, discrete, continuous, unit_plate(info),
+            settings, jax.random.split(plan.rng_key)[0],
+        )  # fmt: skip
+        chains = plan.chains
     if plan.method == "enumerate":
         base = do(model, factual, mask=factual_mask) if factual else model
         info = inspect_program(base, args, kwargs) if factual else plan.info

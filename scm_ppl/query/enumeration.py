@@ -200,8 +200,12 @@ def enumerate_posterior(
     )
 
 
-def _log_joint(model, args, kwargs, info: ProgramInfo, sites, unit, values, evidence) -> jax.Array:
-    """``(K, *units)``: the log-joint of each configuration with the evidence."""
+def _log_joint(
+    model, args, kwargs, info: ProgramInfo, sites, unit, values, evidence, fixed=None
+) -> jax.Array:
+    """``(K, *units)``: the log-joint of each configuration with the evidence (given the
+    values ``fixed`` of other latent sites, whose own density is left out)."""
+    fixed = dict(fixed or {})
     sample_ev = {k: v for k, v in evidence.items() if info.sites[k].kind == "sample"}
     det_ev = {k: v for k, v in evidence.items() if info.sites[k].kind == "deterministic"}
     plate_size = () if unit is None else (unit[1],)
@@ -211,10 +215,12 @@ def _log_joint(model, args, kwargs, info: ProgramInfo, sites, unit, values, evid
             n: jnp.broadcast_to(config[n], info.sites[n].shape).astype(info.sites[n].dtype)
             for n in sites
         }
-        conditioned = handlers.condition(model, data={**sample_ev, **data})
+        conditioned = handlers.condition(model, data={**fixed, **sample_ev, **data})
         trace = handlers.trace(handlers.seed(conditioned, rng_seed=0)).get_trace(*args, **kwargs)
         total = jnp.zeros(plate_size)
         for name, site in trace.items():
+            if name in fixed:
+                continue
             if site["type"] == "sample" and site["is_observed"] and name in info.sites:
                 term = site["fn"].log_prob(site["value"])
             elif name in det_ev:

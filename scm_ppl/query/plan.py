@@ -105,7 +105,7 @@ class QueryPlan:
 
     @property
     def chains(self) -> int:
-        return self.settings.num_chains if self.method == "nuts" else 1
+        return self.settings.num_chains if self.method in ("nuts", "nuts+enumerate") else 1
 
     @property
     def num_draws(self) -> int:
@@ -184,14 +184,14 @@ def plan_query(
         check_interventions(info, checked, masks.get(label))
     require_noise_views(info)
     chosen, reason = choose_method(info, ev, method)
-    if chosen in ("nuts", "svi"):  # before inference spends its time on bad evidence
+    if chosen in ("nuts", "svi", "nuts+enumerate"):  # before inference spends time on bad evidence
         check_finite(ev)
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict)
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh
-    chains = settings.num_chains if chosen == "nuts" else 1
+    chains = settings.num_chains if chosen in ("nuts", "nuts+enumerate") else 1
     total = (1 if determined else settings.num_samples) * chains
     units, draws_per_pass, sweep, grid = None, None, None, None
     if swept is None:

@@ -288,3 +288,37 @@ def test_random_discrete_scms_match_brute_force(seed):
 def test_hundred_random_discrete_scms_match_brute_force():
     for seed in range(10, 110):
         _check_random_scm(seed)
+
+
+@pytest.mark.slow
+def test_mixed_continuous_and_discrete_latents_against_closed_form():
+    """Z ~ N(0, 1) and C ~ Bernoulli(pi) both cause the evidence X ~ N(Z + b C, s): NUTS
+    moves Z on the density with C summed out, C is drawn per draw from p(C | Z, x).
+    Given C, the model is linear-Gaussian: P(C | x) ∝ pi_C N(x; b C, 1 + s^2) and
+    E[Z | x, C] = (x - b C) / (1 + s^2); under do(C = 0), X_cf = x - b C (its noise is
+    abducted) and Y_cf = 2 Z + noise. Tolerance: 4 posterior sd / sqrt(min ESS)."""
+    from scipy.stats import norm
+
+    pi, b, s, x = 0.4, 1.0, 1.0, 1.3
+
+    def model():
+        z: Any = numpyro.sample("Z", dist.Normal(0.0, 1.0))
+        c: Any = numpyro.sample("C", dist.Bernoulli(pi))
+        numpyro.sample("X", dist.Normal(z + b * c, s))
+        numpyro.sample("Y", dist.Normal(2.0 * z - c, 0.3))
+
+    result = counterfactual(model, {"X": x}, {"C": 0}, rng_key=KEY, num_samples=1500,
+                            num_warmup=500)  # fmt: skip
+    assert result.attrs["method"] == "nuts+enumerate"
+    v = 1 + s**2
+    p_c = np.array([1 - pi, pi]) * norm.pdf(x, loc=[0.0, b], scale=np.sqrt(v))
+    p_c /= p_c.sum()
+    want_x = x - b * p_c[1]
+    want_y = 2 * sum(p_c[c] * (x - b * c) / v for c in (0, 1))
+    ess = result.attrs["min_ess"]
+    assert ess > 100  # enough for the tolerance below to mean something
+    for site, want in (("X", want_x), ("Y", want_y)):
+        draws = np.asarray(result.world("cf")[site]).ravel()
+        assert abs(draws.mean() - want) < 4 * draws.std() / np.sqrt(ess), site
+    drawn_c = np.asarray(result.world("factual")["C"]).ravel()
+    assert abs(drawn_c.mean() - p_c[1]) < 4 * 0.5 / np.sqrt(ess)
