@@ -8,10 +8,11 @@ of them per call, ``temperature=1``) run on ChiRho's ``MultiWorldCounterfactual`
 probability is a Monte-Carlo average over calls. Run with the chirho env:
 ``benchmarks/.envs/chirho/bin/python -m benchmarks.enumeration_chirho``.
 
-Measured (shared 2-core CPU, 10^4 units): about 2.5 s per call, and the averaged answer
-does *not* match Pearl's closed form (mean error 0.34, what draws from the prior give):
-in this spelling the Delta-observed D does not reach Pyro's enumeration, so the timing
-is of a query that ChiRho runs but does not answer correctly; no valid ratio.
+Measured (shared 2-core CPU under load, 10^4 units): 0.65–2.5 s per warm call, and
+the averaged answer does *not* match Pearl's closed form (mean error 0.34, what draws
+from the prior give): in this spelling the Delta-observed D does not reach Pyro's
+enumeration, so the timing is of a query that ChiRho runs but does not answer
+correctly; no valid ratio.
 """
 
 from __future__ import annotations

@@ -49,7 +49,19 @@ ENUMERATION_LIMIT = 1 << 16  # joint support size per unit
 
 
 def enumerated_sites(info: ProgramInfo, evidence: Any) -> list[str]:
-    """The latent sample sites upstream of the evidence (in program order)."""
+    """The latent sample sites upstream of the evidence (in program order).
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from scm_ppl.core.program import inspect_program
+    >>> def model():
+    ...     u = numpyro.sample("U", dist.Bernoulli(0.3))
+    ...     numpyro.deterministic("D", u)
+    >>> info = inspect_program(model, (), {})
+    >>> enumerated_sites(info, {"D": 1})
+    ['U']
+    """
     observed = {n for n, s in info.sites.items() if s.kind == "sample" and s.observed}
     observed |= set(evidence)
     upstream = info.ancestors(set(evidence))
@@ -85,7 +97,19 @@ def _support_values(info: ProgramInfo, name: str) -> np.ndarray:
 def enumerable_support(info: ProgramInfo, sites: list[str], unit: tuple[str, int] | None) -> int:
     """The joint support size per unit of ``sites``; raises when it cannot be enumerated
     (a continuous or unbounded site, a site with several values per unit, or more than
-    :data:`ENUMERATION_LIMIT` configurations)."""
+    :data:`ENUMERATION_LIMIT` configurations).
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from scm_ppl.core.program import inspect_program
+    >>> def model():
+    ...     u = numpyro.sample("U", dist.Bernoulli(0.3))
+    ...     numpyro.deterministic("D", u)
+    >>> info = inspect_program(model, (), {})
+    >>> enumerable_support(info, ["U"], None)
+    2
+    """
     size = 1
     for name in sites:
         values = _support_values(info, name)
@@ -159,6 +183,18 @@ def enumerate_posterior(
 
     Raises :class:`~scm_ppl.EvidenceError` when the evidence has probability zero for
     some unit under every configuration.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from scm_ppl.core.program import inspect_program
+    >>> def model():
+    ...     u = numpyro.sample("U", dist.Bernoulli(0.3))
+    ...     numpyro.deterministic("D", u)
+    >>> info = inspect_program(model, (), {})
+    >>> post = enumerate_posterior(model, (), {}, info, {"D": 1}, None)
+    >>> post.size, [round(float(w), 6) for w in jax.numpy.exp(post.log_weights)]
+    (2, [0.0, 1.0])
     """
     sites = tuple(enumerated_sites(info, evidence))
     enumerable_support(info, list(sites), unit)

@@ -68,7 +68,13 @@ def counterfactual(
     rng_key
         A JAX PRNG key.
     method
-        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"`` or ``"svi"``; the
+        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"``, ``"svi"``,
+        ``"enumerate"`` (finite discrete latent causes: their joint support enumerated per
+        unit, exact posterior weights, draws from it; evidence on deterministic sites is
+        then ordinary evidence; exact sums in
+        :func:`~scm_ppl.query.enumerated_counterfactual`) or ``"nuts+enumerate"``
+        (discrete latents summed out inside NUTS over the continuous ones); ``"auto"``
+        picks these when the latent sites upstream of the evidence are discrete. The
         method used and why are in ``result.attrs``.
     mask
         ``{site: boolean array}`` to intervene on some units only (one world).
