@@ -133,7 +133,9 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
     if plan.method == "enumerate":
         base = do(model, factual, mask=factual_mask) if factual else model
         info = inspect_program(base, args, kwargs) if factual else plan.info
-        enumerated = enumerate_posterior(base, args, kwargs, info, plan.evidence, unit_plate(info))
+        enumerated = enumerate_posterior(
+            base, args, kwargs, info, plan.evidence, unit_plate(info), every=plan.enumerate_all
+        )
         if plan.enumerate_all:  # every configuration once: exact sums over the support
             latents = dict(enumerated.configurations)
         else:

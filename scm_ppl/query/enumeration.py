@@ -48,8 +48,9 @@ __all__ = [
 ENUMERATION_LIMIT = 1 << 16  # joint support size per unit
 
 
-def enumerated_sites(info: ProgramInfo, evidence: Any) -> list[str]:
-    """The latent sample sites upstream of the evidence (in program order).
+def enumerated_sites(info: ProgramInfo, evidence: Any, every: bool = False) -> list[str]:
+    """The latent sample sites upstream of the evidence (in program order); with
+    ``every``, all discrete latent sample sites (those not upstream keep their prior).
 
     Examples
     --------
@@ -68,7 +69,9 @@ def enumerated_sites(info: ProgramInfo, evidence: Any) -> list[str]:
     return [
         n
         for n in info.sample_sites()
-        if n not in observed and n in upstream and not info.sites[n].fit_posterior
+        if n not in observed
+        and (n in upstream or (every and info.sites[n].discrete))
+        and not info.sites[n].fit_posterior
     ]
 
 
@@ -177,6 +180,7 @@ def enumerate_posterior(
     info: ProgramInfo,
     evidence: Mapping[str, Any],
     unit: tuple[str, int] | None,
+    every: bool = False,
 ) -> EnumeratedPosterior:
     """The exact posterior of the latent sites upstream of ``evidence``, per unit: one
     compiled call per query shape (the log-joint of every configuration, vectorised).
@@ -196,7 +200,7 @@ def enumerate_posterior(
     >>> post.size, [round(float(w), 6) for w in jax.numpy.exp(post.log_weights)]
     (2, [0.0, 1.0])
     """
-    sites = tuple(enumerated_sites(info, evidence))
+    sites = tuple(enumerated_sites(info, evidence, every))
     enumerable_support(info, list(sites), unit)
     grids = [_support_values(info, n) for n in sites]
     configs = np.array(list(itertools.product(*grids)), dtype=np.int64).reshape(-1, len(sites))
@@ -221,7 +225,7 @@ def enumerate_posterior(
 
         return jax.jit(posterior)
 
-    log_weights, norm, every = info.remember(key, build)(values, evidence, arrays)
+    log_weights, norm, configurations = info.remember(key, build)(values, evidence, arrays)
     impossible = ~np.isfinite(np.asarray(norm))
     if impossible.any():
         count, first = int(impossible.sum()), int(np.argmax(impossible.ravel()))
@@ -232,7 +236,7 @@ def enumerate_posterior(
             "mechanisms."
         )
     return EnumeratedPosterior(
-        sites=sites, values=values, log_weights=log_weights, configurations=every
+        sites=sites, values=values, log_weights=log_weights, configurations=configurations
     )
 
 

@@ -89,7 +89,9 @@ def enumerated_counterfactual(
         method="enumerate", num_samples=1, strict=strict, model_args=model_args,
         model_kwargs=model_kwargs,
     )  # fmt: skip
-    drawn = sorted(set(plan.latent) - set(enumerated_sites(plan.info, plan.evidence)))
+    # Every discrete latent site is enumerated (those not upstream of the evidence with
+    # their prior as weight), so that nothing in the worlds is left to chance.
+    drawn = sorted(set(plan.latent) - set(enumerated_sites(plan.info, plan.evidence, True)))
     couplings = plan.couplings
     if drawn or couplings:
         why = f"latent site(s) {drawn} are drawn" if drawn else f"couplings {couplings} are used"
