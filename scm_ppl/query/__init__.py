@@ -7,6 +7,7 @@ PN, PS, PNS) live here too.
 """
 
 from scm_ppl.query.estimates import Estimate, ate, ett, pn, pns, ps
+from scm_ppl.query.exact import EnumeratedCounterfactual, enumerated_counterfactual
 from scm_ppl.query.grid import sweep
 from scm_ppl.query.over_rows import RowsEstimate, effect_over_rows
 from scm_ppl.query.queries import counterfactual, interventional
@@ -18,12 +19,14 @@ from scm_ppl.query.worlds import multi_world, twin_world
 __all__ = [
     "CausalResult",
     "DoseResponse",
+    "EnumeratedCounterfactual",
     "Estimate",
     "RowsEstimate",
     "ate",
     "counterfactual",
     "dose_response",
     "effect_over_rows",
+    "enumerated_counterfactual",
     "ett",
     "interventional",
     "multi_world",

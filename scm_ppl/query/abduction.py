@@ -33,7 +33,7 @@ __all__ = [
     "require_noise_views",
 ]
 
-METHODS = ("auto", "exact", "coupling", "nuts", "svi", "per_unit")
+METHODS = ("auto", "exact", "coupling", "nuts", "svi", "per_unit", "enumerate", "nuts+enumerate")
 
 
 def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
@@ -60,11 +60,21 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
     latent_ancestors = [n for n in latent if n in relevant and n not in from_fit]
     stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
     stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
+    # Finite discrete latent causes are enumerated: deterministic evidence is then
+    # ordinary evidence (a configuration that does not reproduce it has weight zero).
+    enumerable = bool(latent_ancestors) and all(info.sites[n].discrete for n in latent_ancestors)
+    mixed = any(info.sites[n].discrete for n in latent_ancestors) and not enumerable
+    if method == "auto" and (enumerable or (mixed and not stuck)):
+        method = "enumerate" if enumerable else "nuts+enumerate"
+    if method in ("enumerate", "nuts+enumerate"):
+        return _enumerate_choice(info, latent_ancestors, stuck, from_fit, method)
     if stuck:
         raise EvidenceError(
             f"Evidence on deterministic site(s) {stuck} cannot be used: they have unobserved "
-            "sample-site ancestors, and inference cannot condition on a noise-free mechanism. "
-            "Model them as sample sites with (small) noise, or drop them from the evidence."
+            f"sample-site ancestors, and {method!r} abduction cannot condition on a noise-free "
+            "mechanism. Use method='enumerate' (or 'auto') when those ancestors are finite "
+            "discrete sites; otherwise model them as sample sites with (small) noise, or drop "
+            "them from the evidence."
         )
     non_invertible = [
         n
@@ -100,8 +110,10 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
         discrete = [n for n in latent if info.sites[n].discrete]
         if discrete:
             raise AbductionError(
-                f"{method.upper()} cannot infer the discrete latent site(s) {discrete}; give "
-                "evidence for them or make the program continuous in its latent sites."
+                f"{method.upper()} cannot infer the discrete latent site(s) {discrete}; use "
+                "method='enumerate' when every latent site upstream of the evidence is finite "
+                "discrete, give evidence for them, or make the program continuous in its "
+                "latent sites."
             )
     reasons = {
         "exact": "every sample site upstream of the evidence is observed and invertible",
@@ -115,6 +127,59 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
             "not updated by this evidence"
         )
     return method, reasons[method]
+
+
+def _enumerate_choice(
+    info: ProgramInfo,
+    latent_ancestors: list[str],
+    stuck: list[str],
+    from_fit: list[str],
+    method: str,
+) -> tuple[str, str]:
+    from scm_ppl.query.enumeration import enumerable_support
+    from scm_ppl.query.scaling import unit_plate
+
+    if not latent_ancestors:
+        raise AbductionError(
+            "Enumeration needs latent sites upstream of the evidence, but there are none: "
+            "use method='exact' or 'coupling' (or 'auto')."
+        )
+    continuous = [n for n in latent_ancestors if not info.sites[n].discrete]
+    discrete = [n for n in latent_ancestors if info.sites[n].discrete]
+    if method == "nuts+enumerate":
+        if not continuous or not discrete or stuck:
+            raise AbductionError(
+                "method='nuts+enumerate' needs both discrete and continuous latent sites "
+                f"upstream of the evidence and no evidence on deterministic sites; here "
+                f"discrete {discrete}, continuous {continuous}, deterministic evidence "
+                f"{stuck}. Use method='enumerate' (all discrete) or 'nuts' (all continuous)."
+            )
+        size = enumerable_support(info, discrete, unit_plate(info))
+        return method, (
+            f"the discrete latent site(s) {discrete} are enumerated ({size} joint "
+            f"configurations per unit) inside the density NUTS samples for the continuous "
+            f"latent site(s) {continuous}; per draw the discrete ones are drawn from their "
+            "exact conditional"
+        )
+    if continuous:
+        raise AbductionError(
+            f"Enumeration covers discrete latent sites only, but {continuous} upstream of "
+            "the evidence are continuous; use method='nuts' for a continuous program, or "
+            "give evidence for them."
+        )
+    if from_fit:
+        raise AbductionError(
+            f"Enumeration cannot move the fit's posterior sites {from_fit}; query the fit "
+            "by its posterior mean or give evidence for the latent sites."
+        )
+    size = enumerable_support(info, latent_ancestors, unit_plate(info))
+    reason = (
+        f"the discrete latent site(s) {latent_ancestors} upstream of the evidence are "
+        f"enumerated ({size} joint configurations per unit): the posterior weights are exact"
+    )
+    if stuck:
+        reason += f"; evidence on the deterministic site(s) {stuck} is ordinary evidence"
+    return "enumerate", reason
 
 
 def require_noise_views(info: ProgramInfo) -> None:

@@ -33,7 +33,7 @@ from scm_ppl.core.inference import (
     shapes,
     split_arguments,
 )
-from scm_ppl.core.program import arguments_key
+from scm_ppl.core.program import arguments_key, inspect_program
 from scm_ppl.query._compiled import (
     _FACTUAL,
     _TRACES,
@@ -50,9 +50,12 @@ from scm_ppl.query._evidence_checks import (
     not_known_finite,
     raise_for_marks,
 )
+from scm_ppl.query.enumeration import EnumeratedPosterior, enumerate_posterior, enumerated_sites
+from scm_ppl.query.mixed import run_nuts_enumerate
 from scm_ppl.query.per_unit import per_unit_latents
 from scm_ppl.query.plan import QueryPlan
 from scm_ppl.query.results import LazyGroup
+from scm_ppl.query.scaling import unit_plate
 
 __all__ = ["Draws", "run_query", "trace_count"]
 
@@ -77,6 +80,7 @@ class Draws(NamedTuple):
     diagnostics: dict[str, float]
     by_world: dict[str, dict[str, jax.Array]]
     check: Callable[[], None] = lambda: None
+    enumerated: EnumeratedPosterior | None = None  # method "enumerate": the exact posterior
 
 
 def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
@@ -119,6 +123,30 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
         latents, diagnostics = per_unit_latents(
             base, args, kwargs, evidence, plan.latent, num_draws, jax.random.split(plan.rng_key)[0]
         )
+    enumerated = None
+    if plan.method == "nuts+enumerate":
+        base = do(model, factual, mask=factual_mask) if factual else model
+        info = inspect_program(base, args, kwargs) if factual else plan.info
+        upstream = enumerated_sites(info, plan.evidence)
+        discrete = [n for n in upstream if info.sites[n].discrete]
+        # Latent sites not upstream of the evidence keep their prior: the pass draws them.
+        continuous = [n for n in upstream if not info.sites[n].discrete]
+        latents, diagnostics = run_nuts_enumerate(
+            base, args, kwargs, info, plan.evidence, discrete, continuous, unit_plate(info),
+            settings, jax.random.split(plan.rng_key)[0],
+        )  # fmt: skip
+        chains = plan.chains
+    if plan.method == "enumerate":
+        base = do(model, factual, mask=factual_mask) if factual else model
+        info = inspect_program(base, args, kwargs) if factual else plan.info
+        enumerated = enumerate_posterior(
+            base, args, kwargs, info, plan.evidence, unit_plate(info), every=plan.enumerate_all
+        )
+        if plan.enumerate_all:  # every configuration once: exact sums over the support
+            latents = dict(enumerated.configurations)
+        else:
+            latents = enumerated.sample(jax.random.split(plan.rng_key)[0], num_draws)
+        diagnostics = {"support_size": float(enumerated.size)}
     if latents is not None:
         latents = {k: v.reshape((-1, *v.shape[2:])) for k, v in latents.items()}
         num_draws = next(iter(latents.values())).shape[0] if latents else num_draws
@@ -197,7 +225,12 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
         stacked = by_world[sweep.label]
     other = LazyGroup(sorted(extra), build_all=lambda: extras(*call))
     return Draws(
-        worlds=stacked, other=other, diagnostics=diagnostics, by_world=by_world, check=check_all
+        worlds=stacked,
+        other=other,
+        diagnostics=diagnostics,
+        by_world=by_world,
+        check=check_all,
+        enumerated=enumerated,
     )
 
 

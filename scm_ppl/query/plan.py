@@ -94,6 +94,7 @@ class QueryPlan:
     units: UnitChunks | None = None
     draws_per_pass: int | None = None
     label: str = "cf"  # an interventional run's label (its ``intervention`` coordinate)
+    enumerate_all: bool = False  # method "enumerate": one draw per configuration, not sampled
 
     @property
     def sample_evidence(self) -> dict[str, Any]:
@@ -106,7 +107,7 @@ class QueryPlan:
 
     @property
     def chains(self) -> int:
-        return self.settings.num_chains if self.method == "nuts" else 1
+        return self.settings.num_chains if self.method in ("nuts", "nuts+enumerate") else 1
 
     @property
     def num_draws(self) -> int:
@@ -194,7 +195,7 @@ def plan_query(
         check_interventions(info, checked, masks.get(label))
     require_noise_views(info)
     chosen, reason = choose_method(info, ev, method)
-    if chosen in ("nuts", "svi", "per_unit"):  # before inference spends its time on bad evidence
+    if chosen in ("nuts", "svi", "per_unit", "nuts+enumerate"):  # before inference on bad evidence
         check_finite(ev)
     if chosen == "per_unit" or (chosen == "nuts" and method == "auto"):
         chosen, reason = per_unit_or_joint(common, ev, _latent(info, ev), key, chosen, reason)
@@ -203,7 +204,7 @@ def plan_query(
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh
-    chains = settings.num_chains if chosen == "nuts" else 1
+    chains = settings.num_chains if chosen in ("nuts", "nuts+enumerate") else 1
     total = (1 if determined else settings.num_samples) * chains
     units, draws_per_pass, sweep, grid = None, None, None, None
     if swept is None:

@@ -68,10 +68,15 @@ def counterfactual(
     rng_key
         A JAX PRNG key.
     method
-        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"``, ``"svi"`` or
+        ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"``, ``"svi"``,
         ``"per_unit"`` (each unit's Gaussian posterior in closed form; ``"auto"`` takes it
-        where the check in :mod:`scm_ppl.query.per_unit` passes); the method used and why
-        are in ``result.attrs``.
+        where the check in :mod:`scm_ppl.query.per_unit` passes), ``"enumerate"`` (finite
+        discrete latent causes: their joint support enumerated per unit, exact posterior
+        weights, draws from it; evidence on deterministic sites is then ordinary evidence;
+        exact sums in :func:`~scm_ppl.query.enumerated_counterfactual`) or
+        ``"nuts+enumerate"`` (discrete latents summed out inside NUTS over the continuous
+        ones); ``"auto"`` picks these when the latent sites upstream of the evidence are
+        discrete. The method used and why are in ``result.attrs``.
     mask
         ``{site: boolean array}`` to intervene on some units only (one world).
     num_samples, num_warmup, num_chains, svi_steps
