@@ -45,7 +45,31 @@ _TESTS = ("auto", "partial_correlation", "gcm", "g_test")
 
 @dataclass(frozen=True)
 class ImpliedTest:
-    """One implied independence ``x ⟂ y | given`` and its test."""
+    """One implied independence ``x ⟂ y | given`` and its test.
+
+    Attributes
+    ----------
+    x, y, given
+        The independence ``x ⟂ y | given``.
+    statistic, p_value
+        The CI test's statistic and p-value.
+    p_adjusted
+        The Holm-adjusted p-value over the graph's implied independences.
+    rejected
+        Whether ``p_adjusted`` is below ``alpha``.
+
+    Examples
+    --------
+    The rows of a :func:`graph` check (:attr:`GraphCheck.rows`):
+
+    >>> import networkx as nx, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=500); z = x + rng.normal(size=500); y = z + rng.normal(size=500)
+    >>> check = graph(nx.DiGraph([("x", "z"), ("z", "y")]), {"x": x, "z": z, "y": y})
+    >>> row = check.rows[0]
+    >>> row.x, row.y, row.given, row.rejected
+    ('x', 'y', ('z',), False)
+    """
 
     x: str
     y: str
@@ -77,6 +101,18 @@ class GraphCheck:
         ``NaN`` without permutations or implied independences.
     permutation_violations
         The violation share of each permuted graph.
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=500); z = x + rng.normal(size=500); y = z + rng.normal(size=500)
+    >>> check = graph(nx.DiGraph([("x", "z"), ("z", "y")]), {"x": x, "z": z, "y": y})
+    >>> check.rejected, check.test, len(check.rows)
+    (False, 'partial_correlation', 1)
+    >>> check.tests[["x", "y", "given", "rejected"]]
+       x  y given  rejected
+    0  x  y  (z,)     False
     """
 
     graph: ADMG
@@ -106,7 +142,23 @@ class GraphCheck:
 
 
 def implied_independences(g: ADMG) -> list[tuple[str, str, tuple[str, ...]]]:
-    """``(u, v, blanket)`` for every independence of the ordered local Markov property."""
+    """``(u, v, blanket)`` for every independence of the ordered local Markov property.
+
+    These are the independences :func:`graph` tests (``u ⟂ v | blanket``).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from scm_ppl.graphical import admg
+    >>> implied_independences(admg(nx.DiGraph([("x", "z"), ("z", "y")])))
+    [('x', 'y', ('z',))]
+
+    A latent confounder of ``z`` and ``y`` (a bidirected edge) leaves none:
+
+    >>> implied_independences(admg(nx.DiGraph([("x", "z"), ("z", "y"), ("u", "z"), ("u", "y")]),
+    ...                            latent=["u"]))
+    []
+    """
     order = list(g.topological_order())
     out = []
     for k, v in enumerate(order):

@@ -30,7 +30,37 @@ __all__ = ["InterventionCheck", "RegimeRow", "interventions"]
 
 @dataclass(frozen=True)
 class RegimeRow:
-    """The comparison of one regime's rows with the model's prediction."""
+    """The comparison of one regime's rows with the model's prediction.
+
+    Attributes
+    ----------
+    regime
+        The regime's index in ``interventions`` (``-1``: observational rows).
+    interventions
+        The sites the regime intervenes on.
+    rows
+        The number of rows in the regime.
+    energy, p_value
+        Energy distance of the observed and predicted laws, and its permutation p-value.
+    p_adjusted, rejected
+        The Holm-adjusted p-value over the regimes, and whether it is below ``alpha``.
+
+    Examples
+    --------
+    The rows of an :func:`interventions` check (:attr:`InterventionCheck.rows`):
+
+    >>> import numpy as np, numpyro, numpyro.distributions as dist
+    >>> def model(n):
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> rng = np.random.default_rng(0)
+    >>> rows = {"x": np.full(200, 1.0), "y": 2.0 + rng.normal(size=200)}
+    >>> check = interventions(model, rows, interventions=[{"x": 1.0}], num_samples=200)
+    >>> row = check.rows[0]
+    >>> row.regime, row.interventions, row.rows, row.rejected
+    (0, ('x',), 200, False)
+    """
 
     regime: int
     interventions: tuple[str, ...]
@@ -43,7 +73,28 @@ class RegimeRow:
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class InterventionCheck:
-    """The verdict of :func:`interventions`: one :class:`RegimeRow` per regime."""
+    """The verdict of :func:`interventions`: one :class:`RegimeRow` per regime.
+
+    ``rejected`` is true when any regime's Holm-adjusted p-value is below ``alpha``;
+    :meth:`table` lists the regimes.
+
+    Examples
+    --------
+    >>> import numpy as np, numpyro, numpyro.distributions as dist
+    >>> def model(n):
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> rng = np.random.default_rng(0)
+    >>> rows = {"x": np.full(200, 1.0), "y": 2.0 + rng.normal(size=200)}
+    >>> check = interventions(model, rows, interventions=[{"x": 1.0}], num_samples=200)
+    >>> check.rejected
+    False
+    >>> check.table()[["interventions", "rows", "rejected"]]  # doctest: +NORMALIZE_WHITESPACE
+           interventions  rows  rejected
+    regime
+    0               (x,)   200     False
+    """
 
     rows: tuple[RegimeRow, ...]
     alpha: float

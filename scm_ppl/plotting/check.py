@@ -32,7 +32,26 @@ def _per_node(result: Any, unit: int | None) -> tuple[np.ndarray, np.ndarray, np
 
 def plot_attribution(result: Any, *, unit: int | None = None, ax: Any = None) -> Any:
     """Bar chart of an :class:`~scm_ppl.attribution.Attribution`, one bar per node with its
-    95% interval (anomaly attribution: one ``unit``, or the mean over units)."""
+    95% interval (anomaly attribution: one ``unit``, or the mean over units).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl.attribution import arrow_strength
+    >>> def model(n):
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> result = arrow_strength(model, "y")
+    >>> ax = plot_attribution(result)
+    >>> type(ax).__name__, ax.get_title()
+    ('Axes', "arrow strength on 'y'")
+    >>> [label.get_text() for label in ax.get_xticklabels()]
+    ['x']
+    >>> plt.close(ax.figure)
+    """
     ax = _axes(ax)
     est, lo, hi = _per_node(result, unit)
     pos = np.arange(len(result.nodes))
@@ -64,7 +83,24 @@ def plot_attribution_graph(
     with a colour bar in the result's unit; each node's value is written beside it.
     ``graph`` defaults to the arrows among the result's nodes and target recorded in
     ``result.attrs["edges"]``; pass the program's graph (e.g. ``scm_ppl.graph(model, n=1)``)
-    to show every node."""
+    to show every node.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, numpyro, numpyro.distributions as dist
+    >>> from scm_ppl.attribution import arrow_strength
+    >>> def model(n):
+    ...     with numpyro.plate("unit", n):
+    ...         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    ...         numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+    >>> result = arrow_strength(model, "y")
+    >>> ax = plot_attribution_graph(result)
+    >>> type(ax).__name__, ax.get_title()
+    ('Axes', "arrow strength on 'y'")
+    >>> plt.close(ax.figure)
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
@@ -96,7 +132,22 @@ def plot_attribution_graph(
 
 def plot_graph_check(check: Any, *, ax: Any = None) -> Any:
     """Each implied independence of a :class:`~scm_ppl.check.GraphCheck` with its
-    ``-log10`` Holm-adjusted p-value; the dashed line is ``alpha``, red bars reject."""
+    ``-log10`` Holm-adjusted p-value; the dashed line is ``alpha``, red bars reject.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, networkx as nx, numpy as np
+    >>> from scm_ppl.check import graph
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=500); z = x + rng.normal(size=500); y = z + rng.normal(size=500)
+    >>> check = graph(nx.DiGraph([("x", "z"), ("z", "y")]), {"x": x, "z": z, "y": y})
+    >>> ax = plot_graph_check(check)
+    >>> type(ax).__name__, [label.get_text() for label in ax.get_yticklabels()]
+    ('Axes', ['x ⊥ y | z'])
+    >>> plt.close(ax.figure)
+    """
     rows = check.rows
     ax = _axes(ax, (6, 0.35 * max(len(rows), 4) + 1))
     labels = [f"{r.x} ⊥ {r.y}" + (f" | {', '.join(r.given)}" if r.given else "") for r in rows]

@@ -60,6 +60,24 @@ class RowsEstimate(NamedTuple):
         What the interval includes, in words.
     attrs
         ``dropped``: ``{fit index: unit indices}`` dropped for impossible evidence.
+
+    Examples
+    --------
+    :func:`~scm_ppl.query.ate` and :func:`~scm_ppl.query.ett` return one when given
+    ``rows``:
+
+    >>> import jax, numpyro, numpyro.distributions as dist, pandas as pd
+    >>> from scm_ppl.query import ate
+    >>> def model(n=1):
+    ...     with numpyro.plate("unit", n):
+    ...         t = numpyro.sample("t", dist.Bernoulli(0.5))
+    ...         numpyro.sample("y", dist.Normal(2.0 * t, 1.0))
+    >>> rows = pd.DataFrame({"t": [0, 1, 1], "y": [0.3, 1.0, 2.5]})
+    >>> est = ate(model, "t", "y", rng_key=jax.random.key(0), rows=rows)
+    >>> round(est.value, 4), est.num_rows, est.num_fits, est.per_row.shape
+    (2.0, 3, 1, (1, 3))
+    >>> [round(v, 4) for v in est.interval]  # every row's effect is 2: a point interval
+    [2.0, 2.0]
     """
 
     value: float
