@@ -27,6 +27,19 @@ class EnumeratedCounterfactual:
     ``weights`` is ``(K, *units)`` (summing to one over ``K`` per unit);
     ``worlds[label][site]`` is ``(K, *site_shape)``: the site's value in that world under
     each configuration. ``attrs`` holds the method, its reason and identification.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> def switch():  # a latent binary cause U -> X -> Y, Y = 1 - X
+    ...     u = numpyro.sample("U", dist.Bernoulli(0.3))
+    ...     x = numpyro.deterministic("X", u)
+    ...     numpyro.deterministic("Y", 1 - x)
+    >>> ans = enumerated_counterfactual(switch, {"Y": 0}, {"X": 0})
+    >>> ans.sites, [round(float(w), 3) for w in ans.weights]  # Y = 0 reveals U = 1
+    (('U',), [0.0, 1.0])
+    >>> float(ans.probability("cf", "Y", 1))
+    1.0
     """
 
     sites: tuple[str, ...]
