@@ -334,8 +334,9 @@ def _claim(
 
 
 def _idc_star(g: ADMG, query: list[Event], given: list[Event], b: _Builder) -> Expression:
-    """IDC*: the estimand of ``P(query | given)`` on a graph merged with the conditioning
-    values only (so that the formula for ``P(given)`` holds for every query value)."""
+    """IDC*: the estimand of ``P(query | given)``. Rule 2 runs on a graph merged with the
+    conditioning values only, so that it holds for every value of the query, as the
+    denominator ``P(given)`` (a sum over the query's values) needs."""
     cg = make_cg(g, query, given, merge_on_query=False)
     cg.query -= cg.given
     moved = True
@@ -346,7 +347,13 @@ def _idc_star(g: ADMG, query: list[Event], given: list[Event], b: _Builder) -> E
                 cg.fix(d)
                 moved = True
                 break
-    numerator = _id_star(cg, b) if cg.query else ONE
+    # P(query, given) holds at the query's values only: there its values may merge
+    # copies too (the model after the moves above is itself a counterfactual graph).
+    merged = copy.deepcopy(cg)
+    merged.merge_on_query = True
+    merged.merge()
+    merged.prune()
+    numerator = _id_star(merged if merged.conflict is None else cg, b) if cg.query else ONE
     if not cg.given:
         return numerator
     base = copy.deepcopy(cg)

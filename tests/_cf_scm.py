@@ -27,7 +27,7 @@ def random_admg(
     """``n`` nodes ``V0..`` in a random order; forward pairs directed with probability
     ``p_dir``, pairs bidirected with probability ``p_bi`` (drawn when not given)."""
     names = [f"V{i}" for i in range(n)]
-    order = list(rng.permutation(names))
+    order = [str(v) for v in rng.permutation(names)]
     p_dir = rng.uniform(0.2, 0.6) if p_dir is None else p_dir
     p_bi = rng.uniform(0.1, 0.4) if p_bi is None else p_bi
     g = nx.DiGraph()
