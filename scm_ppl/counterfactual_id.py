@@ -52,7 +52,7 @@ from scm_ppl.errors import (
     InterventionError,
     NotIdentifiableError,
 )
-from scm_ppl.estimand import ONE, Expression, Fraction, Probability, Product, Sum
+from scm_ppl.estimand import ONE, Expression, Fraction, Probability, Product, Sum, _merge_chain
 from scm_ppl.identify import identify
 
 __all__ = ["CounterfactualIdentification", "CounterfactualWitness", "identify_counterfactual"]
@@ -480,7 +480,7 @@ def identify_counterfactual(
     >>> pns = identify_counterfactual(nx.DiGraph([("X", "Y")]),
     ...                               [({"X": 1}, {"Y": 1}), ({"X": 0}, {"Y": 0})])
     >>> print(pns.witness)
-    the c-component {Y_{X=0}, Y_{X=1}} of the counterfactual graph needs Y at two values at once (Y_{X=0} and Y_{X=1})
+    the c-component {Y_{X=1}, Y_{X=0}} of the counterfactual graph needs Y at two values at once (Y_{X=1} and Y_{X=0})
     """
     if isinstance(graph_or_program, ADMG) and observed is None:
         g = graph_or_program
@@ -570,4 +570,40 @@ def _display(
         return name
 
     expr = _rewrite(raw, env, fresh, shown.__getitem__, frozenset(taken))
-    return expr.simplify(), {v: b.value[n] for n, v in env.items()}
+    values = dict(sorted((v, b.value[n]) for n, v in env.items()))
+    return _ordered(_divide_inside(expr.simplify())), values
+
+
+def _ordered(e: Expression) -> Expression:
+    """The factors of every product sorted by their text: one form whatever the order in
+    which sets of names were iterated."""
+    if isinstance(e, Product):
+        return Product(tuple(sorted((_ordered(t) for t in e.terms), key=str)))
+    if isinstance(e, Sum):
+        return Sum(e.over, _ordered(e.term))
+    if isinstance(e, Fraction):
+        return Fraction(_ordered(e.numerator), _ordered(e.denominator))
+    return e
+
+
+def _divide_inside(expr: Expression) -> Expression:
+    """``(Σ_z P(z) P(x' | z) f) / P(x')`` as ``Σ_z P(z | x') f``: IDC*'s ratio, moved
+    inside the sum where the chain rule turns it into one conditional (the ETT form)."""
+    if not (
+        isinstance(expr, Fraction)
+        and isinstance(expr.numerator, Sum)
+        and isinstance(expr.denominator, Probability)
+        and not expr.denominator.do
+        and not expr.denominator.free_variables() & expr.numerator.over
+    ):
+        return expr
+    term = expr.numerator.term
+    factors = list(term.terms) if isinstance(term, Product) else [term]
+    while _merge_chain(factors, None):
+        pass
+    for i, factor in enumerate(factors):
+        quotient = Fraction.of(factor, expr.denominator)
+        if isinstance(quotient, Probability):
+            factors[i] = quotient
+            return Sum.of(expr.numerator.over, Product.of(factors))
+    return expr
