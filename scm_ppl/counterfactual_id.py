@@ -479,8 +479,8 @@ def identify_counterfactual(
     {'X': 0, "X'": 1, 'Y': 1}
     >>> pns = identify_counterfactual(nx.DiGraph([("X", "Y")]),
     ...                               [({"X": 1}, {"Y": 1}), ({"X": 0}, {"Y": 0})])
-    >>> print(pns.witness)
-    the c-component {Y_{X=1}, Y_{X=0}} of the counterfactual graph needs Y at two values at once (Y_{X=1} and Y_{X=0})
+    >>> pns.identifiable, pns.witness.variable, pns.witness.component
+    (False, 'Y', ('Y_{X=1}', 'Y_{X=0}'))
     """
     if isinstance(graph_or_program, ADMG) and observed is None:
         g = graph_or_program

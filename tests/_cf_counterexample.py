@@ -108,7 +108,9 @@ class CanonicalSCM:
             for subset in itertools.combinations(names, r):
                 outside = sorted({p for v in subset for p in self.parents[v]} - set(subset))
                 for pa in itertools.product(*[range(self.k[p]) for p in outside]):
-                    values = dict(zip(outside, (np.full(grid.shape[1], x) for x in pa), strict=True))
+                    values = dict(
+                        zip(outside, (np.full(grid.shape[1], x) for x in pa), strict=True)
+                    )
                     for v in subset:  # topological order
                         values[v] = self.respond(v, grid[names.index(v)], values)
                     for s in itertools.product(*[range(self.k[v]) for v in subset]):
@@ -125,14 +127,17 @@ def counterexample(
     given: Query | None,
     rng: np.random.Generator,
     widen: str | None = None,
-    max_types: int = 20000,
+    max_types: int = 2**15,
     tol: float = 1e-6,
 ) -> tuple[float, float, int] | None:
     """Query values ``(t1, t2)`` of two canonical SCMs on ``g`` that agree on every
     interventional distribution (checked by brute force) with ``|t1 - t2| > tol``, and
-    the largest number of values a variable needed (binary first, then ``widen`` ternary,
-    then every variable ternary: with binary variables some queries that ID* rejects are identified, e.g.
-    ``P(X = 1, Y_{X=0} = 1) = P(Y = 1 | do(X = 0)) - P(X = 0, Y = 1)``); else ``None``."""
+    the largest number of values a variable needed, or ``None``.
+
+    Binary variables are tried first, then ternary ones (``widen``, each of its parents,
+    all of them, both, every variable): with binary variables some queries that ID*
+    rejects are identified, e.g. ``P(X=1, Y_{X=0}=1) = P(Y=1 | do(X=0)) - P(X=0, Y=1)``.
+    """
     events = list(query) + list(given or [])
     # The query depends on the ancestors of its events only; every other variable gets
     # one mechanism, independent of these, in both models.
@@ -143,7 +148,8 @@ def counterexample(
     )
     tries = [{v: 2 for v in variables}]
     if widen is not None and widen in g:  # the witness's variable, then its parents too
-        for wide in ({widen}, {widen, *g.parents(widen)}):
+        parents = sorted(g.parents(widen))
+        for wide in ({widen}, *({p} for p in parents), set(parents), {widen, *parents}):
             tries.append({v: 3 if v in wide else 2 for v in variables})
     tries.append({v: 3 for v in variables})
     for k in tries:
@@ -184,7 +190,9 @@ def _search(g, variables, k, query, given, rng, max_types, tol):
         rows = m1.q_factor_rows(d)
         target = rows @ q[d].ravel()
         for sign in (1.0, -1.0):
-            lp = linprog(-sign * objective, A_eq=rows, b_eq=target, bounds=(0, None), method="highs")
+            lp = linprog(
+                -sign * objective, A_eq=rows, b_eq=target, bounds=(0, None), method="highs"
+            )
             if lp.status != 0 or -lp.fun < tol:
                 continue
             q2 = dict(q)

@@ -122,7 +122,12 @@ def test_shpitser_pearl_figure_3() -> None:
     assert set(cg.nodes) == {"X=0", "W_{X=0}", "Y_{X=0}", "D", "Z", "X"}
     assert cg.graph["bidirected"] == [("X", "Y_{X=0}")]
     assert cg.nodes["Z"]["worlds"] == ["Z", "Z_{D=0}", "Z_{X=0}"]
-    assert set(cg.edges) == {("X=0", "W_{X=0}"), ("W_{X=0}", "Y_{X=0}"), ("D", "Z"), ("Z", "Y_{X=0}")}
+    assert set(cg.edges) == {
+        ("X=0", "W_{X=0}"),
+        ("W_{X=0}", "Y_{X=0}"),
+        ("D", "Z"),
+        ("Z", "Y_{X=0}"),
+    }
 
 
 def test_shpitser_pearl_ett_front_door_and_tikka() -> None:
@@ -299,7 +304,9 @@ def test_ett_agrees_with_queries_ett() -> None:
         )
         values.append(r.evaluate(kidney_joint()))
     identified = values[0] - values[1]
-    estimate = ett(kidney_stones.model, "X", "Y", rng_key=jax.random.key(0), model_kwargs={"n": 400})
+    estimate = ett(
+        kidney_stones.model, "X", "Y", rng_key=jax.random.key(0), model_kwargs={"n": 400}
+    )
     assert abs(estimate.value - identified) < 4 * estimate.std_error, (estimate, identified)
 
 

@@ -355,11 +355,7 @@ class Evaluator:
             return
         stratum = self.strata[int(np.min(origin))]
         where = ", ".join(f"{k}={v}" for k, v in stratum.values.items())
-        empty = (
-            "no row of the data falls in"
-            if self.empirical
-            else "the joint gives zero mass to"
-        )
+        empty = "no row of the data falls in" if self.empirical else "the joint gives zero mass to"
         if stratum.denominator is None:
             cause = f"The estimand conditions on the stratum {where}, but {empty} it"
         else:
