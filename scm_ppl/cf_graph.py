@@ -20,14 +20,17 @@ This module builds that graph; :mod:`scm_ppl.counterfactual_id` runs ID* and IDC
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
 from scm_ppl.admg import ADMG
+from scm_ppl.errors import EvidenceError, GraphError, InterventionError
 
-__all__ = ["CounterfactualGraph", "Event", "World", "make_cg", "world_label"]
+__all__ = ["CounterfactualGraph", "Event", "World", "make_cg", "parse_events", "world_label"]
 
 World = tuple[tuple[str, int], ...]
 """An intervention ``do(...)``: sorted ``(variable, value)`` pairs; ``()`` is the factual world."""
@@ -293,3 +296,63 @@ def make_cg(
     cg.merge()
     cg.prune()
     return cg
+
+
+def parse_events(
+    query: Any, g: ADMG, where: str, order: dict[str, int]
+) -> tuple[list[Event], list[str], list[tuple[str, int]]]:
+    """Events, their text, and the (variable, value) pairs in order of appearance."""
+    if isinstance(query, tuple) and len(query) == 2 and isinstance(query[1], Mapping):
+        query = [query]
+    if not isinstance(query, Sequence) or isinstance(query, str):
+        raise InterventionError(
+            f"{where} must be a list of (interventions, events) pairs such as "
+            f"[({{'X': 0}}, {{'Y': 1}})]; got {query!r}."
+        )
+    events, text, seen = [], [], []
+    for item in query:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise InterventionError(
+                f"Each entry of {where} is an (interventions, events) pair; got {item!r}."
+            )
+        world: dict[str, int] = {}
+        raw_iv = item[0].items() if isinstance(item[0], Mapping) else item[0]
+        raw_ev = item[1].items() if isinstance(item[1], Mapping) else item[1]
+        for var, value in raw_iv:
+            _check(g, var, value, where, InterventionError)
+            if world.get(var, value) != value:
+                raise InterventionError(
+                    f"A world of {where} intervenes on {var!r} twice, with {world[var]} and "
+                    f"{value}; one world sets a variable once. Put the second value in "
+                    "another world (another (interventions, events) pair)."
+                )
+            world[var] = int(value)
+        w: World = tuple(sorted(world.items()))
+        for var, value in raw_ev:
+            _check(g, var, value, where, EvidenceError)
+            seen.append((var, int(value)))
+            if var in world:
+                if world[var] != value:
+                    raise InterventionError(
+                        f"The world do({world}) of {where} sets {var!r} to {world[var]}, and "
+                        f"its event asks for {var!r} = {value}: that event is inconsistent "
+                        "(probability 0 by effectiveness). Ask about the variable in "
+                        "another world, or drop the event."
+                    )
+                continue  # X_{X=x} = x always holds
+            events.append((var, w, int(value)))
+            text.append(f"{world_label(var, w, order)}={value}")
+        seen.extend(world.items())
+    return events, text, seen
+
+
+def _check(g: ADMG, var: Any, value: Any, where: str, error: type[Exception]) -> None:
+    if var not in g:
+        raise GraphError(
+            f"Unknown variable {var!r} in {where}; the graph's variables are {list(g.nodes)}."
+        )
+    if not hasattr(value, "__index__") or operator.index(value) < 0:
+        raise error(
+            f"The value {value!r} of {var!r} in {where} must be a non-negative integer "
+            "code (0, 1, ..., k-1), as in a DiscreteJoint."
+        )

@@ -34,26 +34,21 @@ dropped (it always holds) when it agrees.
 from __future__ import annotations
 
 import copy
-import functools
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
 from scm_ppl._cf_data import as_experiments, as_observed
+from scm_ppl._cf_estimand import Builder, display, observational, terms
 from scm_ppl.admg import ADMG, admg
-from scm_ppl.cf_graph import CounterfactualGraph, Event, World, make_cg, world_label
+from scm_ppl.cf_graph import CounterfactualGraph, Event, make_cg, parse_events
 from scm_ppl.errors import (
     EstimandError,
-    EvidenceError,
-    GraphError,
-    InterventionError,
     NotIdentifiableError,
 )
-from scm_ppl.estimand import ONE, Expression, Fraction, Probability, Product, Sum, _merge_chain
-from scm_ppl.identify import identify
+from scm_ppl.estimand import ONE, Expression, Fraction, Probability, Product, Sum
 
 __all__ = ["CounterfactualIdentification", "CounterfactualWitness", "identify_counterfactual"]
 
@@ -176,7 +171,7 @@ class CounterfactualIdentification:
                 f"The estimand of {self.query} needs experiments on {missing}; pass them "
                 "as interventional=[({'X': 0}, table), ...] or [('X', rows), ...]."
             )
-        if joint is None and _observational(self.estimand):
+        if joint is None and observational(self.estimand):
             raise EstimandError(f"The estimand of {self.query} needs observed= as well.")
         return self.estimand.evaluate(
             joint, dict(self.values), strict=strict, experiments=experiments
@@ -192,22 +187,8 @@ class CounterfactualIdentification:
 
 def _mentioned(expr: Expression, values: Mapping[str, int]) -> set[str]:
     """The variables whose values the query fixes (their columns must stay discrete)."""
-    aliases = dict(a for p in _terms(expr) for a in p.aliases)
+    aliases = dict(a for p in terms(expr) for a in p.aliases)
     return {aliases.get(n, n) for n in values}
-
-
-def _terms(expr: Expression) -> list[Probability]:
-    out, stack = [], [expr]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, Probability):
-            out.append(e)
-        stack.extend(e._children())
-    return out
-
-
-def _observational(expr: Expression) -> bool:
-    return any(p.vars and not p.do for p in _terms(expr))
 
 
 class _Fail(Exception):
@@ -216,80 +197,7 @@ class _Fail(Exception):
         self.witness = witness
 
 
-class _Builder:
-    """Builds the estimand with one internal name per node value, then renames."""
-
-    def __init__(self, g: ADMG) -> None:
-        self.g = g
-        self.variable: dict[str, str] = {}  # internal name -> variable
-        self.value: dict[str, int] = {}  # internal name -> value, for fixed values
-        self.count = 0
-
-    def name(self, cg: CounterfactualGraph, node: int) -> str:
-        n = cg.nodes[node]
-        name = f"_c{n.variable}={n.value}" if n.fixed else f"_n{node}"
-        self.variable[name] = n.variable
-        if n.value is not None:
-            self.value[name] = n.value
-        return name
-
-    def fresh(self, variable: str) -> str:
-        self.count += 1
-        self.variable[f"_b{self.count}"] = variable
-        return f"_b{self.count}"
-
-    def probability(self, vars: Iterable[str], do: Iterable[str] = ()) -> Probability:
-        vars, do = frozenset(vars), frozenset(do)
-        aliases = tuple((n, self.variable[n]) for n in vars | do)
-        return Probability(vars, do=do, aliases=aliases)
-
-    def term(self, outcome: dict[str, str], do: dict[str, str]) -> Expression:
-        """``P(outcome | do(do))`` (variable -> internal name), reduced to observational
-        terms when the ID algorithm identifies it."""
-        if do:
-            # Only intervened ancestors of the outcome (once they are set) matter.
-            cut = self.g.cut_incoming(do)
-            do = {v: n for v, n in do.items() if v in cut.ancestors(outcome)}
-        if not do:
-            return self.probability(outcome.values())
-        found = _identify(self.g, frozenset(do), frozenset(outcome))
-        if found is None:
-            return self.probability(outcome.values(), do.values())
-        env = {**outcome, **do}
-        return _rewrite(found, env, lambda v, _: self.fresh(v), self.variable.__getitem__)
-
-
-@functools.lru_cache(maxsize=4096)
-def _identify(g: ADMG, x: frozenset[str], y: frozenset[str]) -> Expression | None:
-    return identify(g, sorted(x), sorted(y)).estimand
-
-
-def _rewrite(
-    e: Expression,
-    env: Mapping[str, str],
-    fresh: Callable[[str, frozenset[str]], str],
-    variable: Callable[[str], str],
-    used: frozenset[str] = frozenset(),
-) -> Expression:
-    """``e`` with its free names renamed by ``env`` and each summed name by ``fresh``."""
-    if isinstance(e, Probability):
-        names = [[env[n] for n in part] for part in (e.vars, e.given, e.do)]
-        aliases = tuple((n, variable(n)) for part in names for n in part)
-        return Probability(*map(frozenset, names), aliases=aliases)  # type: ignore[arg-type]
-    if isinstance(e, Sum):
-        inner, over = dict(env), []
-        for n in sorted(e.over):
-            inner[n] = fresh(n, used | frozenset(over))
-            over.append(inner[n])
-        return Sum(frozenset(over), _rewrite(e.term, inner, fresh, variable, used | set(over)))
-    if isinstance(e, Product):
-        return Product(tuple(_rewrite(t, env, fresh, variable, used) for t in e.terms))
-    assert isinstance(e, Fraction)
-    parts = (_rewrite(t, env, fresh, variable, used) for t in (e.numerator, e.denominator))
-    return Fraction(*parts)
-
-
-def _id_star(cg: CounterfactualGraph, b: _Builder) -> Expression:
+def _id_star(cg: CounterfactualGraph, b: Builder) -> Expression:
     """ID*: ``P`` of the events of ``cg`` as a sum of products over its c-components."""
     events = cg.query | cg.given
     terms = []
@@ -333,7 +241,7 @@ def _claim(
     seen.setdefault(n.variable, (key, node))
 
 
-def _idc_star(g: ADMG, query: list[Event], given: list[Event], b: _Builder) -> Expression:
+def _idc_star(g: ADMG, query: list[Event], given: list[Event], b: Builder) -> Expression:
     """IDC*: the estimand of ``P(query | given)``. Rule 2 runs on a graph merged with the
     conditioning values only, so that it holds for every value of the query, as the
     denominator ``P(given)`` (a sum over the query's values) needs."""
@@ -363,66 +271,6 @@ def _idc_star(g: ADMG, query: list[Event], given: list[Event], b: _Builder) -> E
     base.query = set()
     base.prune()
     return Fraction.of(numerator, _id_star(base, b))
-
-
-def _events(
-    query: Any, g: ADMG, where: str, order: dict[str, int]
-) -> tuple[list[Event], list[str], list[tuple[str, int]]]:
-    """Events, their text, and the (variable, value) pairs in order of appearance."""
-    if isinstance(query, tuple) and len(query) == 2 and isinstance(query[1], Mapping):
-        query = [query]
-    if not isinstance(query, Sequence) or isinstance(query, str):
-        raise InterventionError(
-            f"{where} must be a list of (interventions, events) pairs such as "
-            f"[({{'X': 0}}, {{'Y': 1}})]; got {query!r}."
-        )
-    events, text, seen = [], [], []
-    for item in query:
-        if not (isinstance(item, tuple | list) and len(item) == 2):
-            raise InterventionError(
-                f"Each entry of {where} is an (interventions, events) pair; got {item!r}."
-            )
-        world: dict[str, int] = {}
-        raw_iv = item[0].items() if isinstance(item[0], Mapping) else item[0]
-        raw_ev = item[1].items() if isinstance(item[1], Mapping) else item[1]
-        for var, value in raw_iv:
-            _check(g, var, value, where, InterventionError)
-            if world.get(var, value) != value:
-                raise InterventionError(
-                    f"A world of {where} intervenes on {var!r} twice, with {world[var]} and "
-                    f"{value}; one world sets a variable once. Put the second value in "
-                    "another world (another (interventions, events) pair)."
-                )
-            world[var] = int(value)
-        w: World = tuple(sorted(world.items()))
-        for var, value in raw_ev:
-            _check(g, var, value, where, EvidenceError)
-            seen.append((var, int(value)))
-            if var in world:
-                if world[var] != value:
-                    raise InterventionError(
-                        f"The world do({world}) of {where} sets {var!r} to {world[var]}, and "
-                        f"its event asks for {var!r} = {value}: that event is inconsistent "
-                        "(probability 0 by effectiveness). Ask about the variable in "
-                        "another world, or drop the event."
-                    )
-                continue  # X_{X=x} = x always holds
-            events.append((var, w, int(value)))
-            text.append(f"{world_label(var, w, order)}={value}")
-        seen.extend(world.items())
-    return events, text, seen
-
-
-def _check(g: ADMG, var: Any, value: Any, where: str, error: type[Exception]) -> None:
-    if var not in g:
-        raise GraphError(
-            f"Unknown variable {var!r} in {where}; the graph's variables are {list(g.nodes)}."
-        )
-    if not hasattr(value, "__index__") or operator.index(value) < 0:
-        raise error(
-            f"The value {value!r} of {var!r} in {where} must be a non-negative integer "
-            "code (0, 1, ..., k-1), as in a DiscreteJoint."
-        )
 
 
 def identify_counterfactual(
@@ -487,8 +335,8 @@ def identify_counterfactual(
     else:
         g = admg(graph_or_program, *model_args, observed=observed, **dict(model_kwargs or {}))
     order = {v: i for i, v in enumerate(g.topological_order())}
-    events, text, seen = _events(query, g, "the query", order)
-    conditions, given_text, given_seen = _events(given or [], g, "given", order)
+    events, text, seen = parse_events(query, g, "the query", order)
+    conditions, given_text, given_seen = parse_events(given or [], g, "given", order)
     query_text = f"P({', '.join(text)}{' | ' if given_text else ''}{', '.join(given_text)})"
 
     def result(**kwargs: Any) -> CounterfactualIdentification:
@@ -510,7 +358,7 @@ def identify_counterfactual(
             counterfactual_graph=full.to_networkx(),
             inconsistent=full.conflict,
         )
-    b = _Builder(g)
+    b = Builder(g)
     try:
         if conditions:
             raw = _idc_star(g, events, conditions, b)
@@ -525,8 +373,8 @@ def identify_counterfactual(
             counterfactual_graph=full.to_networkx(),
             witness=failure.witness,
         )
-    estimand, values = _display(raw, b, [*seen, *given_seen], set(g.nodes))
-    experiments = sorted({frozenset(_plain(p.do, p)) for p in _terms(estimand) if p.do}, key=sorted)
+    estimand, values = display(raw, b, [*seen, *given_seen], set(g.nodes))
+    experiments = sorted({frozenset(_plain(p.do, p)) for p in terms(estimand) if p.do}, key=sorted)
     return result(
         identifiable=True,
         estimand=estimand,
@@ -539,71 +387,3 @@ def identify_counterfactual(
 def _plain(names: Iterable[str], p: Probability) -> set[str]:
     aliases = dict(p.aliases)
     return {aliases.get(n, n) for n in names}
-
-
-def _display(
-    raw: Expression, b: _Builder, seen: list[tuple[str, int]], variables: set[str]
-) -> tuple[Expression, dict[str, int]]:
-    """Rename internal names: values of the query ``X``, ``X'``, ... in order of
-    appearance; summed names the first of ``Z``, ``Z'``, ... free in their scope."""
-
-    def candidates(variable: str) -> Iterable[str]:
-        name = variable
-        while True:
-            if name == variable or name not in variables:
-                yield name
-            name += "'"
-
-    names: dict[tuple[str, int], str] = {}
-    taken: set[str] = set()
-    for var, value in seen:
-        if (var, value) not in names:
-            names[var, value] = next(c for c in candidates(var) if c not in taken)
-            taken.add(names[var, value])
-    env = {n: names[b.variable[n], b.value[n]] for n in raw.free_variables()}
-    shown: dict[str, str] = {v: b.variable[n] for n, v in env.items()}
-
-    def fresh(internal: str, used: frozenset[str]) -> str:
-        variable = b.variable[internal]
-        name = next(c for c in candidates(variable) if c not in used and c not in taken)
-        shown[name] = variable
-        return name
-
-    expr = _rewrite(raw, env, fresh, shown.__getitem__, frozenset(taken))
-    values = dict(sorted((v, b.value[n]) for n, v in env.items()))
-    return _ordered(_divide_inside(expr.simplify())), values
-
-
-def _ordered(e: Expression) -> Expression:
-    """The factors of every product sorted by their text: one form whatever the order in
-    which sets of names were iterated."""
-    if isinstance(e, Product):
-        return Product(tuple(sorted((_ordered(t) for t in e.terms), key=str)))
-    if isinstance(e, Sum):
-        return Sum(e.over, _ordered(e.term))
-    if isinstance(e, Fraction):
-        return Fraction(_ordered(e.numerator), _ordered(e.denominator))
-    return e
-
-
-def _divide_inside(expr: Expression) -> Expression:
-    """``(Σ_z P(z) P(x' | z) f) / P(x')`` as ``Σ_z P(z | x') f``: IDC*'s ratio, moved
-    inside the sum where the chain rule turns it into one conditional (the ETT form)."""
-    if not (
-        isinstance(expr, Fraction)
-        and isinstance(expr.numerator, Sum)
-        and isinstance(expr.denominator, Probability)
-        and not expr.denominator.do
-        and not expr.denominator.free_variables() & expr.numerator.over
-    ):
-        return expr
-    term = expr.numerator.term
-    factors = list(term.terms) if isinstance(term, Product) else [term]
-    while _merge_chain(factors, None):
-        pass
-    for i, factor in enumerate(factors):
-        quotient = Fraction.of(factor, expr.denominator)
-        if isinstance(quotient, Probability):
-            factors[i] = quotient
-            return Sum.of(expr.numerator.over, Product.of(factors))
-    return expr
