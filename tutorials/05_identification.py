@@ -503,7 +503,7 @@ print(f"PNS in [{pns_range.lower:.3f}, {pns_range.upper:.3f}]  (sharp: {pns_rang
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
-scm_ppl.plot_graph(
+scm_ppl.plotting.plot_graph(
     counterfactual_ett[1].counterfactual_graph, ax=ax, title="ETT: counterfactual graph"
 )
 path = OUTPUT / "05_counterfactual_graph.png"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scm_ppl.errors import EstimandError
-from scm_ppl.graphical.joint import DiscreteJoint, Evaluator, Joint, Table, as_joint
+from scm_ppl.graphical.joint import Evaluator, Joint, Table, as_joint
 
 __all__ = [
     "ONE",

@@ -1,6 +1,6 @@
 """Reading the distributions that a counterfactual estimand is evaluated on.
 
-Observational and experimental distributions become :class:`~scm_ppl.joint.DiscreteJoint`
+Observational and experimental distributions become :class:`~scm_ppl.graphical.joint.DiscreteJoint`
 tables. An experiment on ``X`` becomes one joint over ``X`` and the other variables in
 which ``X`` was set at random, so ``P(v | do(x))`` is its conditional ``P(v | x)``: data
 from a randomised trial are that already, and exact tables ``P(v | do(X = x))`` for
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from scm_ppl.errors import DataError, EstimandError
-from scm_ppl.joint import DiscreteJoint, as_joint
+from scm_ppl.graphical.joint import DiscreteJoint, as_joint
 
 __all__ = ["as_experiments", "as_observed"]
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 
-from scm_ppl.admg import ADMG
-from scm_ppl.cf_graph import CounterfactualGraph
-from scm_ppl.estimand import Expression, Fraction, Probability, Product, Sum, _merge_chain
-from scm_ppl.identify import identify
+from scm_ppl.graphical.cf_graph import CounterfactualGraph
+from scm_ppl.graphical.estimand import Expression, Fraction, Probability, Product, Sum, _merge_chain
+from scm_ppl.graphical.id_algorithm import identify
+from scm_ppl.graphical.mixed_graph import ADMG
 
 __all__ = ["Builder", "display", "observational", "terms"]
 

@@ -1,4 +1,4 @@
-"""Tests for scm_ppl.counterfactual_id: ID*, IDC* and make-cg (Shpitser & Pearl, JMLR 2008).
+"""scm_ppl.graphical.counterfactual_id: ID*, IDC* and make-cg (Shpitser & Pearl, JMLR 2008).
 
 Verdicts are checked by number, not by the form of the formula: every identified
 estimand is evaluated on the exact observational (and, where it needs them,
@@ -23,8 +23,6 @@ from _cf_scm import DiscreteSCM, random_admg
 
 from models import kidney_stones
 from scm_ppl import ett, identify, identify_counterfactual
-from scm_ppl.admg import ADMG
-from scm_ppl.counterfactual_id import CounterfactualIdentification
 from scm_ppl.errors import (
     DataError,
     EstimandError,
@@ -33,7 +31,9 @@ from scm_ppl.errors import (
     InterventionError,
     NotIdentifiableError,
 )
-from scm_ppl.joint import DiscreteJoint
+from scm_ppl.graphical.counterfactual_id import CounterfactualIdentification
+from scm_ppl.graphical.joint import DiscreteJoint
+from scm_ppl.graphical.mixed_graph import ADMG
 
 Query = list[tuple[dict[str, int], dict[str, int]]]
 
@@ -331,7 +331,7 @@ def test_evaluate_on_rows_and_continuous_rows() -> None:
 
 
 def test_counterfactual_graph_plots() -> None:
-    from scm_ppl import plot_graph
+    from scm_ppl.plotting import plot_graph
 
     r = identify_counterfactual(BACK_DOOR, *ETT)
     assert set(r.counterfactual_graph.nodes) == {"Z", "X", "X=0", "Y_{X=0}"}
@@ -378,6 +378,8 @@ def test_errors_subclass_builtins() -> None:
         identify_counterfactual(BACK_DOOR, [([("X", 0), ("X", 1)], {"Y": 1})])
 
 
-@pytest.mark.parametrize("module", ["scm_ppl.counterfactual_id", "scm_ppl.cf_graph"])
+@pytest.mark.parametrize(
+    "module", ["scm_ppl.graphical.counterfactual_id", "scm_ppl.graphical.cf_graph"]
+)
 def test_docstring_examples(module: str) -> None:
     assert doctest.testmod(importlib.import_module(module)).failed == 0

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.optimize import linprog
 
-from scm_ppl.admg import ADMG
+from scm_ppl.graphical.mixed_graph import ADMG
 
 Query = Sequence[tuple[Mapping[str, int], Mapping[str, int]]]
 

@@ -14,7 +14,7 @@ ancestors of the query's events, gives the *counterfactual graph*. Merging can r
 that the events contradict themselves (``Y_{X=0} = 1`` and ``Y = 0`` with ``X = 0``
 observed): the query then has probability 0 and the graph records why.
 
-This module builds that graph; :mod:`scm_ppl.counterfactual_id` runs ID* and IDC* on it.
+This module builds that graph; :mod:`scm_ppl.graphical.counterfactual_id` runs ID* and IDC* on it.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 
 import networkx as nx
 
-from scm_ppl.admg import ADMG
 from scm_ppl.errors import EvidenceError, GraphError, InterventionError
+from scm_ppl.graphical.mixed_graph import ADMG
 
 __all__ = ["CounterfactualGraph", "Event", "World", "make_cg", "parse_events", "world_label"]
 
@@ -260,7 +260,7 @@ def make_cg(
     """The counterfactual graph of the events ``query`` and ``given`` on the ADMG ``g``.
 
     Events on a variable intervened on in its own world must have been removed (or
-    rejected) before; see :func:`scm_ppl.counterfactual_id.identify_counterfactual`.
+    rejected) before; see :func:`scm_ppl.graphical.counterfactual_id.identify_counterfactual`.
     With ``merge_on_query=False`` only the values of ``given`` and of interventions
     merge copies, so that the graph serves every value of the query's variables (IDC*
     divides by a sum over them).
@@ -268,8 +268,8 @@ def make_cg(
     Examples
     --------
     >>> import networkx as nx
-    >>> from scm_ppl.admg import ADMG
-    >>> from scm_ppl.cf_graph import make_cg
+    >>> from scm_ppl.graphical.mixed_graph import ADMG
+    >>> from scm_ppl.graphical.cf_graph import make_cg
     >>> g = ADMG(nx.DiGraph([("Z", "X"), ("Z", "Y"), ("X", "Y")]))
     >>> cg = make_cg(g, [("Y", (("X", 0),), 1)], [("X", (), 1)])
     >>> sorted(cg.to_networkx().nodes)  # Z is the same in both worlds

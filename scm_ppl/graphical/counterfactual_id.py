@@ -3,7 +3,7 @@
 A counterfactual query is a conjunction of events in several worlds, e.g.
 ``P(Y_{X=0} = 1 | X = 1)`` (the effect of treatment on the treated): ``Y`` in the world
 ``do(X = 0)`` together with ``X`` in the factual world. :func:`identify_counterfactual`
-builds the query's counterfactual graph (:mod:`scm_ppl.cf_graph`), and
+builds the query's counterfactual graph (:mod:`scm_ppl.graphical.cf_graph`), and
 
 * **ID*** factorises ``P(events)`` over the c-components of that graph: each component
   ``S`` contributes ``P(s | do(pa))``, the distribution of its variables with the
@@ -40,15 +40,15 @@ from typing import Any
 
 import networkx as nx
 
-from scm_ppl._cf_data import as_experiments, as_observed
-from scm_ppl._cf_estimand import Builder, display, observational, terms
-from scm_ppl.admg import ADMG, admg
-from scm_ppl.cf_graph import CounterfactualGraph, Event, make_cg, parse_events
 from scm_ppl.errors import (
     EstimandError,
     NotIdentifiableError,
 )
-from scm_ppl.estimand import ONE, Expression, Fraction, Probability, Product, Sum
+from scm_ppl.graphical._cf_data import as_experiments, as_observed
+from scm_ppl.graphical._cf_estimand import Builder, display, observational, terms
+from scm_ppl.graphical.cf_graph import CounterfactualGraph, Event, make_cg, parse_events
+from scm_ppl.graphical.estimand import ONE, Expression, Fraction, Probability, Product, Sum
+from scm_ppl.graphical.mixed_graph import ADMG, admg
 
 __all__ = ["CounterfactualIdentification", "CounterfactualWitness", "identify_counterfactual"]
 
@@ -129,7 +129,7 @@ class CounterfactualIdentification:
         Parameters
         ----------
         observed
-            The observational distribution: a :class:`~scm_ppl.joint.DiscreteJoint`, an
+            The observational distribution: a :class:`~scm_ppl.graphical.joint.DiscreteJoint`, an
             ``(array, names)`` pair, or rows ``{name: 1-D array}`` (the plug-in estimate).
         interventional
             For an estimand with interventional terms, as in :func:`scm_ppl.bounds`: a
@@ -138,7 +138,7 @@ class CounterfactualIdentification:
             random.
         strict
             Whether a formula that needs a stratum of probability zero raises (default:
-            for data) or gives NaN; see :meth:`scm_ppl.estimand.Expression.array`.
+            for data) or gives NaN; see :meth:`scm_ppl.graphical.estimand.Expression.array`.
         bins, max_levels
             Rows: a column with more than ``max_levels`` distinct values is continuous
             and cut into ``bins`` quantile bins, as
@@ -287,7 +287,7 @@ def identify_counterfactual(
     Parameters
     ----------
     graph_or_program
-        An :class:`~scm_ppl.admg.ADMG`, a ``networkx.DiGraph`` (bidirected pairs in
+        An :class:`~scm_ppl.ADMG`, a ``networkx.DiGraph`` (bidirected pairs in
         ``graph["bidirected"]``) or a NumPyro program (projected by :func:`scm_ppl.admg`).
     query
         The events, one ``(interventions, events)`` pair per world: ``[({"X": 0},
@@ -318,7 +318,7 @@ def identify_counterfactual(
     Examples
     --------
     >>> import networkx as nx
-    >>> from scm_ppl.counterfactual_id import identify_counterfactual
+    >>> from scm_ppl.graphical.counterfactual_id import identify_counterfactual
     >>> g = nx.DiGraph([("Z", "X"), ("Z", "Y"), ("X", "Y")])
     >>> ett = identify_counterfactual(g, [({"X": 0}, {"Y": 1})], given=[({}, {"X": 1})])
     >>> print(ett)

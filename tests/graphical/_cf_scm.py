@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from scm_ppl.admg import ADMG
-from scm_ppl.joint import DiscreteJoint
+from scm_ppl.graphical.joint import DiscreteJoint
+from scm_ppl.graphical.mixed_graph import ADMG
 
 
 def random_admg(
