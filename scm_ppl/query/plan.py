@@ -34,12 +34,12 @@ from scm_ppl.errors import InterventionError
 from scm_ppl.query._compiled import Sweep, UnitChunks
 from scm_ppl.query.abduction import (
     METHODS,
-    check_identified,
     choose_method,
     couplings_used,
     require_noise_views,
 )
 from scm_ppl.query.grid import contains_sweep, split_sweep
+from scm_ppl.query.identification import check_counterfactual_identified, check_identified
 from scm_ppl.query.scaling import check_chunk_size, plan_chunks, unit_plate
 from scm_ppl.query.worlds import NOISE_PREFIX, check_world_labels
 
@@ -187,6 +187,9 @@ def plan_query(
         check_finite(ev)
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict)
+    identification["counterfactual_identification"] = check_counterfactual_identified(
+        info, worlds, ev, strict=strict
+    )
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh
