@@ -89,6 +89,10 @@ def ate(
 ) -> Estimate:
     """Average treatment effect ``E[Y | do(T=treated)] - E[Y | do(T=control)]``.
 
+    Identification is judged as in :func:`~scm_ppl.interventional` (the ADMG of
+    :func:`~scm_ppl.identify`, latent exogenous roots as confounders): a not identified
+    effect warns with :class:`~scm_ppl.NotIdentifiableWarning`.
+
     Examples
     --------
     >>> import jax, numpyro, numpyro.distributions as dist

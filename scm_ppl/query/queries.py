@@ -82,6 +82,18 @@ def counterfactual(
         query is not identified from observational data on the program's ADMG. (A
         counterfactual also rests on the mechanisms' functional form and, for discrete
         mechanisms, on the couplings named in ``attrs``.)
+        Identification is judged on the ADMG that :func:`~scm_ppl.identify` reads, with
+        or without evidence: sites observed in the program, evidence, intervened and
+        endogenous sites are observed; the other exogenous sample sites are latent (one
+        with two or more children is a latent confounder). ``attrs["identification"]``
+        lists the sites taken as observed and as latent and the rule; the warning names
+        the latent roots whose measurement would identify the query.
+        The counterfactual itself is checked with ID*/IDC*
+        (:func:`~scm_ppl.identify_counterfactual`, hard interventions):
+        ``attrs["counterfactual_identification"]`` says whether it is identified from the
+        graph alone; under ``strict`` a counterfactual that is not raises and points to
+        :func:`~scm_ppl.bounds` (without ``strict`` it is recorded, not warned: most
+        counterfactuals are not identified, and the answer is the program's).
     chunk_size
         The most draw × unit rows one compiled pass holds (``None``: all at once); bounds
         memory for large queries (see :mod:`scm_ppl.query.scaling`). An exact answer runs
@@ -212,6 +224,12 @@ def interventional(
         :class:`~scm_ppl.NotIdentifiableWarning` when ``P(. | do(...))`` is not identified
         from observational data on the program's ADMG (unobserved exogenous sites shared
         by several mechanisms are latent confounders).
+        Identification is judged on the ADMG that :func:`~scm_ppl.identify` reads, with
+        or without evidence: sites observed in the program, evidence, intervened and
+        endogenous sites are observed; the other exogenous sample sites are latent (one
+        with two or more children is a latent confounder). ``attrs["identification"]``
+        lists the sites taken as observed and as latent and the rule; the warning names
+        the latent roots whose measurement would identify the query.
 
     Returns
     -------
