@@ -9,7 +9,7 @@ coupling), which the result names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -86,12 +86,14 @@ def ate(
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> Estimate:
     """Average treatment effect ``E[Y | do(T=treated)] - E[Y | do(T=control)]``.
 
     Identification is judged as in :func:`~scm_ppl.interventional` (the ADMG of
     :func:`~scm_ppl.identify`, latent exogenous roots as confounders): a not identified
-    effect warns with :class:`~scm_ppl.NotIdentifiableWarning`.
+    effect warns with :class:`~scm_ppl.NotIdentifiableWarning`; ``observed`` names sites
+    you have data on (a measured root confounder), which are then not latent.
 
     Examples
     --------
@@ -112,6 +114,7 @@ def ate(
         num_samples=num_samples,
         model_args=model_args,
         model_kwargs=kwargs,
+        observed=observed,
     )
     y = np.asarray(result.samples["predictions"][outcome])
     treated_mean, treated_se, n = _mean(y[:, :, 0])
@@ -124,7 +127,9 @@ def ate(
     )
 
 
-def _two_worlds(model, treatment, treated, control, rng_key, num_samples, args, kwargs):
+def _two_worlds(
+    model, treatment, treated, control, rng_key, num_samples, args, kwargs, observed=None
+):
     result = counterfactual(
         model,
         None,
@@ -133,6 +138,7 @@ def _two_worlds(model, treatment, treated, control, rng_key, num_samples, args, 
         num_samples=num_samples,
         model_args=args,
         model_kwargs=kwargs,
+        observed=observed,
     )
     return result, result.attrs["couplings"]
 
@@ -148,16 +154,18 @@ def ett(
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> Estimate:
     """Effect of treatment on the treated, ``E[Y_treated - Y_control | T = treated]``.
 
     Computed on shared noise: the factual and counterfactual outcomes of the same units.
+    Identification as in :func:`ate` (``observed`` names measured sites).
     """
     kwargs = as_kwargs(model_kwargs)
     _check_sites(model, model_args, kwargs, treatment, outcome)
     _discrete_treatment(model, model_args, kwargs, treatment)
     result, couplings = _two_worlds(
-        model, treatment, treated, control, rng_key, num_samples, model_args, kwargs
+        model, treatment, treated, control, rng_key, num_samples, model_args, kwargs, observed
     )
     pred = result.samples["predictions"]
     t, y = np.asarray(pred[treatment][:, :, 0]), np.asarray(pred[outcome])

@@ -29,20 +29,29 @@ import numpy as np
 
 from scm_ppl.core.intervention import Intervention
 from scm_ppl.core.program import ProgramInfo
-from scm_ppl.errors import NotIdentifiableError, NotIdentifiableWarning, ScmPplError
+from scm_ppl.errors import GraphError, NotIdentifiableError, NotIdentifiableWarning, ScmPplError
 
 __all__ = ["RULE", "check_counterfactual_identified", "check_identified", "latent_sites"]
 
 RULE = (
-    "observed: sites observed in the program, evidence, intervened sites and every "
+    "observed: sites observed in the program, evidence, observed=, intervened sites and every "
     "endogenous site; latent: the other exogenous sample sites (latent roots with two or "
     "more children are bidirected edges), with or without evidence, as in scm_ppl.identify"
 )
 
 
-def latent_sites(info: ProgramInfo, seen: set[str]) -> list[str]:
-    """The sites the rule takes as latent: unobserved exogenous sample sites not in ``seen``."""
+def latent_sites(info: ProgramInfo, seen: set[str], observed: Any = None) -> list[str]:
+    """The sites the rule takes as latent: unobserved exogenous sample sites not in
+    ``seen`` nor in the user's ``observed`` (checked: unknown names raise)."""
     g = info.graph
+    extra = [observed] if isinstance(observed, str) else list(observed or ())
+    unknown = sorted(str(n) for n in extra if n not in g)
+    if unknown:
+        raise GraphError(
+            f"observed= names {unknown}, which are not sites of the program; its sites are "
+            f"{sorted(g)}."
+        )
+    seen = seen | set(extra)
     return sorted(
         n
         for n, a in g.nodes(data=True)
@@ -51,7 +60,7 @@ def latent_sites(info: ProgramInfo, seen: set[str]) -> list[str]:
 
 
 def check_identified(
-    info: ProgramInfo, treatment: set[str], evidence: Any, *, strict: bool
+    info: ProgramInfo, treatment: set[str], evidence: Any, *, strict: bool, observed: Any = None
 ) -> dict[str, Any]:
     """Is ``P(descendants of treatment | do(treatment))`` identified on the program's ADMG?
 
@@ -62,7 +71,7 @@ def check_identified(
     observed and as latent, and the rule that chose them.
     """
     seen = set(evidence or ()) | set(treatment)
-    latent = latent_sites(info, seen)
+    latent = latent_sites(info, seen, observed)
     observed = sorted(n for n in info.graph if n not in latent)
     meta: dict[str, Any] = {"observed": observed, "latent": latent, "observed_rule": RULE}
     if not latent:  # nothing hidden: the graph is its own ADMG, with no bidirected edge
@@ -75,9 +84,9 @@ def check_identified(
         extra = {} if result is None else {"estimand": result}
         return {"identified": True, **extra, **meta}
     hint = (
-        f" If you measured {roots}, mark {'it' if len(roots) == 1 else 'them'} observed "
-        f"(observed=[...] in scm_ppl.identify, obs= in the program, or as evidence): the "
-        "query is identified then."
+        f" If you measured {roots}, pass observed={roots} (to this query or to "
+        "scm_ppl.identify; obs= in the program or evidence also count): the query is "
+        "identified then."
         if roots
         else ""
     )
@@ -115,6 +124,7 @@ def check_counterfactual_identified(
     evidence: Mapping[str, Any],
     *,
     strict: bool,
+    observed: Any = None,
 ) -> dict[str, Any]:
     """Is the counterfactual query identified from the graph alone (ID*/IDC*)?
 
@@ -131,7 +141,7 @@ def check_counterfactual_identified(
     if soft:
         return {"checked": False, "reason": f"ID* covers hard interventions; {soft} are not"}
     treatment = {s for ivs in worlds.values() for s in ivs}
-    latent = latent_sites(info, set(evidence) | treatment)
+    latent = latent_sites(info, set(evidence) | treatment, observed)
     codes = _Codes()
     query = []
     from scm_ppl.graphical.counterfactual_id import identify_counterfactual

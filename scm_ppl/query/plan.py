@@ -140,6 +140,7 @@ def plan_query(
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
     reduce_to: str | None = None,
+    observed: Any = None,
 ) -> list[QueryPlan]:
     """Validate a query and plan it: one plan per run.
 
@@ -148,6 +149,7 @@ def plan_query(
     one world), or ``"interventional"`` (interventions in the evidence world itself; each
     labelled intervention is its own run, so its own plan). ``reduce_to`` names the
     outcome a sweep's compiled call averages to (:func:`~scm_ppl.dose_response`).
+    ``observed`` names sites the user has data on, beyond the evidence (identification).
     """
     check_method(method, METHODS)
     key = as_query_key(check_prng_key(rng_key))  # same numbers, drawn sooner on CPU
@@ -163,7 +165,7 @@ def plan_query(
     common = {"model": model, "args": args, "kwargs": kwargs, "info": info}
     if kind == "interventional":
         return _interventional_plans(evidence, interventions, key, method, mask, settings,
-                                     strict, common)  # fmt: skip
+                                     strict, common, observed)  # fmt: skip
     ev = check_evidence(info, evidence, finite=False)
     swept = split_sweep(interventions) if contains_sweep(interventions) else None
     if swept is None:
@@ -186,9 +188,9 @@ def plan_query(
     if chosen in ("nuts", "svi"):  # before inference spends its time on bad evidence
         check_finite(ev)
     treatment = {site for ivs in worlds.values() for site in ivs}
-    identification = check_identified(info, treatment, ev, strict=strict)
+    identification = check_identified(info, treatment, ev, strict=strict, observed=observed)
     identification["counterfactual_identification"] = check_counterfactual_identified(
-        info, worlds, ev, strict=strict
+        info, worlds, ev, strict=strict, observed=observed
     )
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
@@ -214,7 +216,8 @@ def plan_query(
     return [plan]
 
 
-def _interventional_plans(evidence, interventions, key, method, mask, settings, strict, common):
+def _interventional_plans(evidence, interventions, key, method, mask, settings, strict, common,
+                          observed=None):  # fmt: skip
     info: ProgramInfo = common["info"]
     if contains_sweep(interventions):
         raise InterventionError("Plan a sweep as kind='counterfactual' (its own world).")
@@ -235,7 +238,8 @@ def _interventional_plans(evidence, interventions, key, method, mask, settings, 
             )
     identification = {}
     for label, ivs in worlds.items():  # a loop, not a comprehension: warnings name the caller
-        identification[label] = check_identified(info, set(ivs), ev, strict=strict)
+        identification[label] = check_identified(info, set(ivs), ev, strict=strict,
+                                                 observed=observed)  # fmt: skip
     plans = []
     keys = jax.random.split(key, len(worlds))
     for run_key, (label, ivs) in zip(keys, worlds.items(), strict=True):

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -51,6 +51,7 @@ def counterfactual(
     bounds: Any = False,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> CausalResult:
     """The counterfactual posterior: what would have happened, given what did.
 
@@ -105,6 +106,9 @@ def counterfactual(
         observed distribution (rows or an ``xarray.DataArray``, as for
         :func:`~scm_ppl.bounds`) puts in ``attrs["bounds"]`` the range of
         ``P(site_world = value | evidence)`` over every SCM on the ADMG that fits it.
+    observed
+        Sites you have data on besides the evidence (e.g. a measured root confounder):
+        identification treats them as observed instead of latent.
     model_args, model_kwargs
         Arguments of the program (e.g. ``{"n": 1000}`` to size its unit plate).
 
@@ -129,7 +133,7 @@ def counterfactual(
         model, evidence, interventions, kind="counterfactual", rng_key=rng_key, method=method,
         mask=mask, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains,
         svi_steps=svi_steps, strict=strict, chunk_size=chunk_size, model_args=model_args,
-        model_kwargs=model_kwargs,
+        model_kwargs=model_kwargs, observed=observed,
     )[0]  # fmt: skip
     if plan.sweep is not None:
         return sweep_result(plan, run_query(plan))
@@ -204,6 +208,7 @@ def interventional(
     strict: bool = False,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> CausalResult:
     """Samples of the program under intervention: ``P(V | do(...))``, optionally given
     evidence in the intervened world, ``P(V | do(...), evidence)``.
@@ -230,6 +235,11 @@ def interventional(
         with two or more children is a latent confounder). ``attrs["identification"]``
         lists the sites taken as observed and as latent and the rule; the warning names
         the latent roots whose measurement would identify the query.
+    observed
+        Sites you have data on besides the evidence (e.g. a measured root confounder):
+        identification treats them as observed instead of latent.
+    model_args, model_kwargs
+        Arguments of the program.
 
     Returns
     -------
@@ -255,13 +265,14 @@ def interventional(
         plan = plan_query(
             model, None, interventions, kind="counterfactual", rng_key=rng_key, method=method,
             mask=mask, num_samples=num_samples, strict=strict, model_args=model_args,
-            model_kwargs=model_kwargs,
+            model_kwargs=model_kwargs, observed=observed,
         )[0]  # fmt: skip
         return sweep_result(plan, run_query(plan), query="interventional_sweep")
     plans = plan_query(
         model, evidence, interventions, kind="interventional", rng_key=rng_key, method=method,
         mask=mask, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains,
         svi_steps=svi_steps, strict=strict, model_args=model_args, model_kwargs=model_kwargs,
+        observed=observed,
     )  # fmt: skip
     per_label, by_label, methods, diagnostics = {}, {}, {}, {}
     for plan in plans:

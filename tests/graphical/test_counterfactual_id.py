@@ -305,7 +305,12 @@ def test_ett_agrees_with_queries_ett() -> None:
         values.append(r.evaluate(kidney_joint()))
     identified = values[0] - values[1]
     estimate = ett(
-        kidney_stones.model, "X", "Y", rng_key=jax.random.key(0), model_kwargs={"n": 400}
+        kidney_stones.model,
+        "X",
+        "Y",
+        rng_key=jax.random.key(0),
+        model_kwargs={"n": 400},
+        observed=["Z"],
     )
     assert abs(estimate.value - identified) < 4 * estimate.std_error, (estimate, identified)
 

@@ -15,7 +15,7 @@ import pytest
 
 from models import front_door, latent_confounder
 from scm_ppl import ate, counterfactual, identify, interventional
-from scm_ppl.errors import NotIdentifiableError, NotIdentifiableWarning
+from scm_ppl.errors import GraphError, NotIdentifiableError, NotIdentifiableWarning
 
 KEY = jax.random.PRNGKey(0)
 
@@ -102,3 +102,11 @@ def test_counterfactual_says_when_it_is_identified_from_the_graph():
         counterfactual(
             backdoor_binary, {"x": 1, "y": 1, "z": 0}, {"x": 0}, rng_key=KEY, strict=True
         )
+
+
+def test_queries_take_observed_for_a_measured_root():
+    result = interventional(measured_root, {"x": 1.0}, rng_key=KEY, num_samples=10, observed=["z"])
+    meta = result.attrs["identification"]["do"]
+    assert meta["identified"] is True and meta["latent"] == [] and "z" in meta["observed"]
+    with pytest.raises(GraphError, match=r"observed= names \['w'\], which are not sites"):
+        interventional(measured_root, {"x": 1.0}, rng_key=KEY, observed=["w"])
