@@ -41,7 +41,8 @@ for directed, undirected, nodes, query, given in json.load(sys.stdin):
             answer = idc_star(graph, event(query), event(given))
         else:
             answer = id_star(graph, event(query))
-        verdict = "zero" if str(answer) == "0" else "identified"
+        # y0 prints an inconsistent event as Zero() (not "0"): count it as zero, not a formula
+        verdict = "zero" if str(answer) in ("0", "Zero()") else "identified"
     except Exception as err:  # y0 raises for not identified (Unidentifiable) and bad input
         verdict = type(err).__name__
     times.append([time.perf_counter() - start, verdict])
