@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 from scm_ppl import attribution, check, core, errors, graphical, howfar, independence, learn, query
 from scm_ppl._version import __version__
 from scm_ppl.core import do, graph, noise_view, register_noise_view
-from scm_ppl.graphical import ADMG, IdentificationResult, admg, identify
+from scm_ppl.graphical import (
+    ADMG,
+    CounterfactualIdentification,
+    IdentificationResult,
+    admg,
+    identify,
+    identify_counterfactual,
+)
 from scm_ppl.howfar import (
     Bounds,
     ate_bounds,
@@ -68,6 +75,7 @@ __all__ = [
     "ADMG",
     "Bounds",
     "CausalResult",
+    "CounterfactualIdentification",
     "DoseResponse",
     "Estimate",
     "FittedSCM",
@@ -96,6 +104,7 @@ __all__ = [
     "graphical",
     "howfar",
     "identify",
+    "identify_counterfactual",
     "independence",
     "interventional",
     "interventional_bounds",

@@ -108,6 +108,7 @@ def cf(evidence=FULL, interventions=None, **kwargs):
 
 
 def rung2(interventions, **kwargs):
+    kwargs.setdefault("observed", ["z"])  # z is measured: the effect is identified (back-door)
     return interventional(model, interventions, rng_key=KEY, num_samples=3, **kwargs)
 
 

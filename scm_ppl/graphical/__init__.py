@@ -15,6 +15,11 @@ from scm_ppl.graphical.adjustment import (
     is_backdoor_set,
     is_frontdoor_set,
 )
+from scm_ppl.graphical.counterfactual_id import (
+    CounterfactualIdentification,
+    CounterfactualWitness,
+    identify_counterfactual,
+)
 from scm_ppl.graphical.id_algorithm import Hedge, IdentificationResult, identify
 from scm_ppl.graphical.joint import DiscreteJoint
 from scm_ppl.graphical.mixed_graph import ADMG, admg, latent_projection
@@ -22,6 +27,8 @@ from scm_ppl.graphical.mixed_graph import ADMG, admg, latent_projection
 __all__ = [
     "ADMG",
     "AdjustmentFormula",
+    "CounterfactualIdentification",
+    "CounterfactualWitness",
     "DiscreteJoint",
     "Hedge",
     "IdentificationResult",
@@ -30,6 +37,7 @@ __all__ = [
     "find_adjustment",
     "frontdoor_sets",
     "identify",
+    "identify_counterfactual",
     "is_adjustment_set",
     "is_backdoor_set",
     "is_frontdoor_set",

@@ -2,7 +2,7 @@
 
 An estimand is a small immutable expression tree:
 
-* :class:`Probability` ``P(A | C)`` (``do`` only for displaying a query);
+* :class:`Probability` ``P(A | C)``, or ``P(A | do(X), C)`` read off an experiment;
 * :class:`Product` of terms; :class:`Sum` ``Σ_{vars} term`` (a marginalisation);
 * :class:`Fraction` ``numerator / denominator``.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scm_ppl.errors import EstimandError
-from scm_ppl.graphical.joint import DiscreteJoint, Evaluator, Joint, Table, as_joint
+from scm_ppl.graphical.joint import Evaluator, Joint, Table, as_joint
 
 __all__ = [
     "ONE",
@@ -50,6 +50,22 @@ def _names(vars: Iterable[str] | str) -> frozenset[str]:
     if bad:
         raise EstimandError(f"Variable names must be strings; got {bad!r}.")
     return names
+
+
+def _aliases(expr: Expression) -> dict[str, str]:
+    """Every alias of the terms of ``expr``: name -> the variable it is a value of."""
+    found: dict[str, str] = {}
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, Probability):
+            for name, variable in e.aliases:
+                if found.setdefault(name, variable) != variable:
+                    raise EstimandError(
+                        f"The name {name!r} stands for both {found[name]!r} and {variable!r}."
+                    )
+        stack.extend(e._children())
+    return found
 
 
 class Expression:
@@ -87,23 +103,42 @@ class Expression:
         raise NotImplementedError
 
     def _evaluate(
-        self, joint: Joint, axes: Sequence[str], strict: bool | None
+        self,
+        joint: Joint | None,
+        axes: Sequence[str],
+        strict: bool | None,
+        experiments: Mapping[frozenset[str], Joint] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, Evaluator, bool]:
         """Values and origins on the grid of ``axes``, the evaluator, and the strictness."""
-        joint = as_joint(joint)
         axes = tuple(axes)
         missing = sorted(self._free - set(axes))
         if missing:
             raise EstimandError(f"No values given for the free variables {missing} of {self}.")
-        ev = Evaluator(joint)
+        ev = Evaluator(
+            None if joint is None else as_joint(joint),
+            {frozenset(k): as_joint(j) for k, j in (experiments or {}).items()},
+            _aliases(self),
+        )
         table = self._table(ev)
-        shape = [joint.cardinality(n) for n in axes]
+        shape = [ev.cardinality(n) for n in axes]
         values = np.broadcast_to(table.aligned(axes), shape).copy()
         origin = None if table.origin is None else np.broadcast_to(table.aligned(axes, True), shape)
-        return values, origin, ev, joint.empirical if strict is None else strict
+        return values, origin, ev, ev.empirical if strict is None else strict
 
-    def array(self, joint: Joint, axes: Sequence[str], *, strict: bool | None = None) -> np.ndarray:
+    def array(
+        self,
+        joint: Joint | None,
+        axes: Sequence[str],
+        *,
+        strict: bool | None = None,
+        experiments: Mapping[frozenset[str], Joint] | None = None,
+    ) -> np.ndarray:
         """The value for every assignment of ``axes``, one array axis per name.
+
+        ``experiments`` maps the intervened variables of each interventional term to the
+        joint of an experiment that set them at random: ``P(a | do(x), c)`` is read off as
+        ``P(a | x, c)`` of the joint under ``frozenset({"x"})``. ``joint`` may be ``None``
+        when every term is interventional.
 
         Every free variable must be among ``axes``; names the value does not depend on
         are broadcast.
@@ -115,16 +150,21 @@ class Expression:
         is NaN. By default ``strict`` is ``joint.empirical``: plug-in estimates from
         counts or data raise, exact joints give NaN.
         """
-        values, origin, ev, strict = self._evaluate(joint, axes, strict)
+        values, origin, ev, strict = self._evaluate(joint, axes, strict, experiments)
         if strict:
             ev.check(origin)
         return values
 
     def evaluate(
-        self, joint: Joint, values: Mapping[str, int], *, strict: bool | None = None
+        self,
+        joint: Joint | None,
+        values: Mapping[str, int],
+        *,
+        strict: bool | None = None,
+        experiments: Mapping[frozenset[str], Joint] | None = None,
     ) -> float:
         """The value at ``values`` (an assignment of at least the free variables); ``strict``
-        as in :meth:`array`.
+        and ``experiments`` as in :meth:`array`.
 
         Examples
         --------
@@ -135,8 +175,8 @@ class Expression:
         0.75
         """
         names = tuple(sorted(self._free))
-        full, origin, ev, strict = self._evaluate(joint, names, strict)
-        index = tuple(self._code(ev.joint, values, n) for n in names)
+        full, origin, ev, strict = self._evaluate(joint, names, strict, experiments)
+        index = tuple(self._code(ev, values, n) for n in names)
         if strict and origin is not None:
             ev.check(origin[index])
         return float(full[index])
@@ -157,16 +197,16 @@ class Expression:
         outcome = tuple([outcome] if isinstance(outcome, str) else outcome)
         fixed = tuple(n for n in sorted(self._free) if n not in outcome)
         full, origin, ev, strict = self._evaluate(joint, (*fixed, *outcome), strict)
-        index = tuple(self._code(ev.joint, assignment, n) for n in fixed)
+        index = tuple(self._code(ev, assignment, n) for n in fixed)
         if strict and origin is not None:
             ev.check(origin[index])
         return full[index]
 
     @staticmethod
-    def _code(joint: DiscreteJoint, values: Mapping[str, int], name: str) -> int:
+    def _code(ev: Evaluator, values: Mapping[str, int], name: str) -> int:
         if name not in values:
             raise EstimandError(f"No value given for free variable {name!r}.")
-        code, k = values[name], joint.cardinality(name)
+        code, k = values[name], ev.cardinality(name)
         if not isinstance(code, int | np.integer) or not 0 <= code < k:
             raise EstimandError(f"Value {code!r} of {name!r} is not an integer in 0..{k - 1}.")
         return int(code)
@@ -174,14 +214,20 @@ class Expression:
 
 @dataclass(frozen=True)
 class Probability(Expression):
-    """``P(vars | given)``; ``do`` marks interventional queries (displayed, not evaluated).
+    """``P(vars | given)``; ``do`` marks interventional terms ``P(vars | do(do), given)``.
 
-    ``P(∅ | ...)`` is the constant 1 (:data:`ONE`).
+    ``P(∅ | ...)`` is the constant 1 (:data:`ONE`). An interventional term evaluates only
+    where the evaluation is given that experiment (``experiments=`` of :meth:`array`).
+
+    ``aliases`` lets a name stand for a value of another variable: ``(("x'", "x"),)``
+    makes ``P(z | x')`` the distribution of ``z`` given ``x`` at the value named ``x'``,
+    so one formula can use two values of ``x`` (counterfactual estimands do).
     """
 
     vars: frozenset[str]
     given: frozenset[str] = frozenset()
     do: frozenset[str] = frozenset()
+    aliases: tuple[tuple[str, str], ...] = ()
     _free: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -190,20 +236,25 @@ class Probability(Expression):
             raise EstimandError(
                 f"P({sorted(vars)} | {sorted(given)}, do {sorted(do)}) repeats a variable."
             )
+        names = vars | given | do
+        # Only the aliases of names in this term are kept, so terms compare by meaning.
+        aliases = tuple(sorted({(a, v) for a, v in self.aliases if a in names and a != v}))
+        variables = [dict(aliases).get(n, n) for n in names]
+        if len(set(variables)) != len(variables):
+            raise EstimandError(f"P({sorted(vars)} | {sorted(given)}) names a variable twice.")
         object.__setattr__(self, "vars", vars)
         object.__setattr__(self, "given", given)
         object.__setattr__(self, "do", do)
-        object.__setattr__(self, "_free", vars | given | do if vars else frozenset())
+        object.__setattr__(self, "aliases", aliases)
+        object.__setattr__(self, "_free", names if vars else frozenset())
 
     def _table(self, ev: Evaluator) -> Table:
         if not self.vars:
             return Table(np.ones(()), ())
+        head, given = tuple(sorted(self.vars)), tuple(sorted(self.given))
         if self.do:
-            raise EstimandError(
-                f"{self} is interventional; only observational terms can be evaluated on a "
-                "joint. Identify it first with scm_ppl.identify."
-            )
-        return ev.conditional(tuple(sorted(self.vars)), tuple(sorted(self.given)))
+            return ev.interventional(head, given, tuple(sorted(self.do)))
+        return ev.conditional(head, given)
 
 
 ONE = Probability(frozenset())
@@ -327,8 +378,9 @@ def _sum(over: frozenset[str], term: Expression) -> Expression:
         return term
     if isinstance(term, Sum) and not over & term.over:
         return _sum(over | term.over, term.term)
-    if isinstance(term, Probability) and not term.do and over & term.vars:
-        reduced = Probability(term.vars - over, term.given)
+    if isinstance(term, Probability) and over & term.vars:
+        # Marginalising is valid for an interventional distribution as well.
+        reduced = Probability(term.vars - over, term.given, term.do, term.aliases)
         rest = over - term.vars
         return Sum(rest, reduced) if rest else reduced
     if not isinstance(term, Product):
@@ -340,7 +392,7 @@ def _sum(over: frozenset[str], term: Expression) -> Expression:
         for i, f in enumerate(factors):
             others = frozenset().union(*(g._free for j, g in enumerate(factors) if j != i))
             own = (over & f._free) - others
-            if isinstance(f, Probability) and not f.do:
+            if isinstance(f, Probability):
                 own &= f.vars
             elif not isinstance(f, Sum):
                 own = frozenset()
@@ -369,7 +421,7 @@ def _merge_chain(factors: list[Expression], over: frozenset[str] | None) -> bool
             continue
         others = frozenset().union(*(h._free for k, h in enumerate(factors) if k not in (i, j)))
         if over is None or (over & g.vars) - others:
-            factors[i] = Probability(f.vars | g.vars, g.given)
+            factors[i] = Probability(f.vars | g.vars, g.given, aliases=f.aliases + g.aliases)
             del factors[j]
             return True
     return False
@@ -387,11 +439,13 @@ def _fraction(num: Expression, den: Expression) -> Expression:
     if (
         isinstance(num, Probability)
         and isinstance(den, Probability)
-        and not (num.do or den.do)
+        and num.do == den.do
         and num.given == den.given
         and den.vars < num.vars
     ):
-        return Probability(num.vars - den.vars, num.given | den.vars)
+        return Probability(
+            num.vars - den.vars, num.given | den.vars, num.do, num.aliases + den.aliases
+        )
     common = Counter(_factors(num)) & Counter(_factors(den))
     if not common:
         merged = [_factors(num), _factors(den)]

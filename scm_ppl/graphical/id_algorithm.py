@@ -17,6 +17,7 @@ result reports it in ``adjustment`` and its formula is the estimand; ID runs oth
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +26,20 @@ import jax
 import networkx as nx
 import numpy as np
 
-from scm_ppl.errors import GraphError, NotIdentifiableError
+from scm_ppl.errors import GraphError, NotIdentifiableError, NotIdentifiableWarning
 from scm_ppl.graphical.adjustment import AdjustmentFormula, find_adjustment
 from scm_ppl.graphical.estimand import Expression, Fraction, Probability, Product, Sum
 from scm_ppl.graphical.estimand_sampled import SampledEvaluation, evaluate_sampled
 from scm_ppl.graphical.joint import Joint
-from scm_ppl.graphical.mixed_graph import ADMG, admg
+from scm_ppl.graphical.mixed_graph import ADMG, admg, latent_projection
 
-__all__ = ["Hedge", "IdentificationResult", "NotIdentifiableError", "identify"]
+__all__ = [
+    "Hedge",
+    "IdentificationResult",
+    "NotIdentifiableError",
+    "identify",
+    "roots_that_identify",
+]
 
 
 @dataclass(frozen=True)
@@ -446,6 +453,8 @@ def identify(
     try:
         estimand = solver.idc(frozenset(y), frozenset(x), frozenset(z))
     except _Hedged as failure:
+        if observed is None and callable(source) and not isinstance(source, nx.Graph | ADMG):
+            _warn_projected_roots(source, model_args, model_kwargs, g, x, y, z)
         return answer(identifiable=False, estimand=None, hedge=failure.hedge)
     # Line 3 of ID may leave a treatment W that does not affect Y in the formula; the
     # value does not depend on it, so average it out over P(w) (positivity assumed).
@@ -453,3 +462,56 @@ def identify(
     if extra:
         estimand = Sum.of(extra, Product.of([Probability(frozenset(extra)), estimand]))
     return answer(identifiable=True, estimand=estimand, hedge=None)
+
+
+def _warn_projected_roots(source, model_args, model_kwargs, g, x, y, z) -> None:
+    """Warn when measuring a root that the default projection hid would identify the query."""
+    from scm_ppl.core.causal_graph import graph
+
+    dag = graph(source, *model_args, **dict(model_kwargs or {}))
+    latent = sorted(set(dag) - set(g.nodes))
+    roots = roots_that_identify(dag, latent, x, y, z)
+    if roots:
+        keep = sorted(g.nodes) + roots
+        warnings.warn(
+            f"P({', '.join(y)} | do({', '.join(x)})) is not identified with {roots} "
+            f"projected out as latent (the default: unobserved exogenous sample sites are "
+            f"latent), but it is identified if {roots} {'is' if len(roots) == 1 else 'are'} "
+            f"observed. If your data have {roots}, pass observed={keep}.",
+            NotIdentifiableWarning,
+            stacklevel=3,
+        )
+
+
+def roots_that_identify(
+    dag: nx.DiGraph,
+    latent: Iterable[str],
+    treatment: Iterable[str],
+    outcome: Iterable[str],
+    given: Iterable[str] = (),
+) -> list[str]:
+    """The latent roots (two or more children) whose measurement identifies the query.
+
+    ``P(outcome | do(treatment), given)`` is checked on the projection of ``dag`` that
+    keeps one such root observed; the roots for which that identifies it are returned.
+    When no single root does, all of them together are tried; ``[]`` when that fails too.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from scm_ppl.graphical.id_algorithm import roots_that_identify
+    >>> dag = nx.DiGraph([("z", "x"), ("z", "y"), ("x", "y")])
+    >>> roots_that_identify(dag, ["z"], ["x"], ["y"])
+    ['z']
+    """
+    hidden = set(latent)
+    roots = sorted(r for r in hidden if dag.in_degree(r) == 0 and dag.out_degree(r) >= 2)
+    x, y, z = sorted(treatment), sorted(outcome), sorted(given)
+
+    def identified(shown: set[str]) -> bool:
+        return identify(latent_projection(dag, hidden - shown), x, y, given=z).identifiable
+
+    single = [r for r in roots if identified({r})]
+    if single or not roots:
+        return single
+    return roots if len(roots) > 1 and identified(set(roots)) else []

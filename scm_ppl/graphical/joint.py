@@ -218,17 +218,74 @@ class _Stratum:
 
 class Evaluator:
     """Builds :class:`Table` values on one joint, caching its marginals and recording the
-    zero strata that undefined cells need."""
+    zero strata that undefined cells need.
 
-    def __init__(self, joint: DiscreteJoint) -> None:
-        self.joint = joint
+    ``experiments`` maps intervened variables to the joint of an experiment that set them
+    at random (for interventional terms); ``aliases`` maps a name that stands for a value
+    of another variable to that variable (tables keep the name as the axis label).
+    """
+
+    def __init__(
+        self,
+        joint: DiscreteJoint | None,
+        experiments: Mapping[frozenset[str], DiscreteJoint] | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        self._joint = joint
+        self.experiments = dict(experiments or {})
+        self.aliases = dict(aliases or {})
         self.strata: list[_Stratum] = []
         self._cache: dict[tuple[str, ...], np.ndarray] = {}
+        self._arms: dict[frozenset[str], Evaluator] = {}
+        if joint is None and not self.experiments:
+            raise EstimandError("Nothing to evaluate on: give a joint or an experiment.")
+
+    @property
+    def joint(self) -> DiscreteJoint:
+        """The observational joint."""
+        if self._joint is None:
+            raise EstimandError(
+                "The estimand has observational terms; give the observational distribution."
+            )
+        return self._joint
+
+    @property
+    def empirical(self) -> bool:
+        """Whether any distribution evaluated on is empirical (from counts or data)."""
+        joints = [*self.experiments.values(), *([self._joint] if self._joint else [])]
+        return any(j.empirical for j in joints)
+
+    def cardinality(self, name: str) -> int:
+        """The number of values of the variable that ``name`` stands for."""
+        variable = self.aliases.get(name, name)
+        for joint in [*([self._joint] if self._joint else []), *self.experiments.values()]:
+            if variable in joint.names:
+                return joint.cardinality(variable)
+        raise EstimandError(f"No distribution given has the variable {variable!r}.")
 
     def marginal(self, names: tuple[str, ...]) -> np.ndarray:
+        names = tuple(self.aliases.get(n, n) for n in names)
         if names not in self._cache:
             self._cache[names] = self.joint.marginal(names)
         return self._cache[names]
+
+    def interventional(
+        self, head: tuple[str, ...], given: tuple[str, ...], do: tuple[str, ...]
+    ) -> Table:
+        """``P(head | do(do), given)``: ``P(head | do, given)`` in the experiment on ``do``."""
+        key = frozenset(self.aliases.get(n, n) for n in do)
+        if key not in self.experiments:
+            raise EstimandError(
+                f"A term under do({', '.join(sorted(key))}) is interventional: it needs an "
+                f"experiment that sets {sorted(key)}, and the experiments given set "
+                f"{[sorted(k) for k in self.experiments] or 'nothing'}. Identify the query "
+                "from observational data first (scm_ppl.identify), or pass that experiment."
+            )
+        if key not in self._arms:
+            arm = Evaluator(self.experiments[key], aliases=self.aliases)
+            arm.strata = self.strata  # one list, so that origins index the same strata
+            self._arms[key] = arm
+        return self._arms[key].conditional(head, (*given, *do))
 
     def _register(
         self, zero: np.ndarray, names: tuple[str, ...], denominator: str | None = None
@@ -272,7 +329,7 @@ class Evaluator:
     def sum(self, table: Table, over: frozenset[str]) -> Table:
         """``Σ_over table``; a summed variable the table is constant in counts its values."""
         axes = tuple(i for i, n in enumerate(table.names) if n in over)
-        scale = np.prod([self.joint.cardinality(n) for n in over - set(table.names)])
+        scale = np.prod([self.cardinality(n) for n in over - set(table.names)])
         names = tuple(n for n in table.names if n not in over)
         origin = None if table.origin is None else table.origin.min(axis=axes)
         return Table(table.values.sum(axis=axes) * scale, names, origin)
@@ -298,11 +355,7 @@ class Evaluator:
             return
         stratum = self.strata[int(np.min(origin))]
         where = ", ".join(f"{k}={v}" for k, v in stratum.values.items())
-        empty = (
-            "no row of the data falls in"
-            if self.joint.empirical
-            else "the joint gives zero mass to"
-        )
+        empty = "no row of the data falls in" if self.empirical else "the joint gives zero mass to"
         if stratum.denominator is None:
             cause = f"The estimand conditions on the stratum {where}, but {empty} it"
         else:

@@ -8,7 +8,6 @@ discrete; *NUTS* (or SVI) when a latent sample site sits upstream of the evidenc
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,13 +20,10 @@ from scm_ppl.errors import (
     AbductionError,
     EvidenceError,
     NoiseViewError,
-    NotIdentifiableError,
-    NotIdentifiableWarning,
 )
 
 __all__ = [
     "METHODS",
-    "check_identified",
     "choose_method",
     "couplings_used",
     "require_noise_views",
@@ -206,56 +202,3 @@ def couplings_used(info: ProgramInfo, worlds: Mapping[str, Mapping[str, Interven
         for n in info.sample_sites()
         if n in changed and not info.sites[n].invertible
     }
-
-
-def check_identified(
-    info: ProgramInfo, treatment: set[str], evidence: Any, *, strict: bool
-) -> dict[str, Any]:
-    """Is ``P(descendants of treatment | do(treatment))`` identified on the program's ADMG?
-
-    What is observed is what the query is given: with evidence, the exogenous sample
-    sites that are neither evidence, observed in the program, nor intervened on are
-    latent (those with two children become bidirected edges); without evidence every
-    site counts as observed and there is nothing to check. Sites not downstream of the
-    treatment are unaffected by it, so the question is the effect on its descendants.
-    Not identified: warn, or raise under ``strict``. Returns JSON-ready metadata.
-    """
-    if not evidence:
-        return {"identified": True, "observed": "all sites (no evidence given)"}
-    g = info.graph
-    seen = set(evidence) | set(treatment)
-    latent = [
-        n for n, a in g.nodes(data=True) if a.get("role") == "exogenous" and not a.get("observed")
-    ]
-    latent = [n for n in latent if n not in seen]
-    if not latent:  # nothing hidden: the graph is its own ADMG, with no bidirected edge
-        return {"identified": True}
-    key = ("identified", frozenset(treatment), frozenset(latent))
-    identified, result, outcome = info.remember(key, lambda: _identify(info, treatment, latent))
-    if identified:
-        return {"identified": True} if result is None else {"identified": True, "estimand": result}
-    message = (
-        f"{outcome} is not identified from observational data on the program's ADMG "
-        f"(latent {sorted(latent)}; {result}): the answer rests on the program's "
-        "parametric assumptions. Pass strict=True to make this an error, or give evidence "
-        "for the latent sites."
-    )
-    if strict:
-        raise NotIdentifiableError(message)
-    warnings.warn(message, NotIdentifiableWarning, stacklevel=3)
-    return {"identified": False, "hedge": result}
-
-
-def _identify(info: ProgramInfo, treatment: set[str], latent: list[str]) -> tuple:
-    """(identified, estimand or hedge text, query text), computed once per query shape."""
-    from scm_ppl.graphical.id_algorithm import identify
-    from scm_ppl.graphical.mixed_graph import admg
-
-    projected = admg(info.graph, latent=latent)
-    outcome = set().union(*(nx.descendants(projected.directed, t) for t in treatment)) - treatment
-    if not projected.bidirected or not outcome or not treatment:
-        return True, None, None
-    result = identify(projected, sorted(treatment), sorted(outcome))
-    if result.identifiable:
-        return True, str(result.estimand), result.query
-    return False, str(result.hedge), result.query

@@ -9,7 +9,7 @@ coupling), which the result names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -102,12 +102,18 @@ def ate(
     model_kwargs: Mapping[str, Any] | None = None,
     rows: Any = None,
     impossible: str = "raise",
+    observed: Sequence[str] | None = None,
 ) -> Estimate | RowsEstimate:
     """Average treatment effect ``E[Y | do(T=treated)] - E[Y | do(T=control)]``.
 
     With ``rows`` (a DataFrame of units, or a sequence of fits as ``model``), the average
     over those rows by abduction per row, with a bootstrap interval
     (:mod:`scm_ppl.query.over_rows`; ``impossible="drop"`` as in :func:`ett`).
+
+    Identification is judged as in :func:`~scm_ppl.interventional` (the ADMG of
+    :func:`~scm_ppl.identify`, latent exogenous roots as confounders): a not identified
+    effect warns with :class:`~scm_ppl.errors.NotIdentifiableWarning`; ``observed`` names
+    sites you have data on (a measured root confounder), which are then not latent.
 
     Examples
     --------
@@ -141,6 +147,7 @@ def ate(
         num_samples=num_samples,
         model_args=model_args,
         model_kwargs=kwargs,
+        observed=observed,
     )
     y = np.asarray(result.samples["predictions"][outcome])
     treated_mean, treated_se, n = _mean(y[:, :, 0])
@@ -153,7 +160,9 @@ def ate(
     )
 
 
-def _two_worlds(model, treatment, treated, control, rng_key, num_samples, args, kwargs):
+def _two_worlds(
+    model, treatment, treated, control, rng_key, num_samples, args, kwargs, observed=None
+):
     result = counterfactual(
         model,
         None,
@@ -162,6 +171,7 @@ def _two_worlds(model, treatment, treated, control, rng_key, num_samples, args, 
         num_samples=num_samples,
         model_args=args,
         model_kwargs=kwargs,
+        observed=observed,
     )
     return result, result.attrs["couplings"]
 
@@ -179,6 +189,7 @@ def ett(
     model_kwargs: Mapping[str, Any] | None = None,
     rows: Any = None,
     impossible: str = "raise",
+    observed: Sequence[str] | None = None,
 ) -> Estimate | RowsEstimate:
     """Effect of treatment on the treated, ``E[Y_treated - Y_control | T = treated]``.
 
@@ -186,6 +197,7 @@ def ett(
     With ``rows`` (a DataFrame), the average over the given rows with ``T = treated``, each
     abducted from its own evidence (:mod:`scm_ppl.query.over_rows`), with a bootstrap
     interval; ``impossible="drop"`` drops rows whose evidence the model cannot produce.
+    Identification as in :func:`ate` (``observed`` names measured sites).
 
     Examples
     --------
@@ -214,7 +226,7 @@ def ett(
     _check_sites(model, model_args, kwargs, treatment, outcome)
     _discrete_treatment(model, model_args, kwargs, treatment)
     result, couplings = _two_worlds(
-        model, treatment, treated, control, rng_key, num_samples, model_args, kwargs
+        model, treatment, treated, control, rng_key, num_samples, model_args, kwargs, observed
     )
     pred = result.samples["predictions"]
     t, y = np.asarray(pred[treatment][:, :, 0]), np.asarray(pred[outcome])

@@ -35,12 +35,12 @@ from scm_ppl.errors import InterventionError
 from scm_ppl.query._compiled import Sweep, UnitChunks
 from scm_ppl.query.abduction import (
     METHODS,
-    check_identified,
     choose_method,
     couplings_used,
     require_noise_views,
 )
 from scm_ppl.query.grid import contains_sweep, split_sweep
+from scm_ppl.query.identification import check_counterfactual_identified, check_identified
 from scm_ppl.query.per_unit import per_unit_or_joint
 from scm_ppl.query.scaling import check_chunk_size, plan_chunks, unit_plate
 from scm_ppl.query.worlds import NOISE_PREFIX, check_world_labels
@@ -143,6 +143,7 @@ def plan_query(
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
     reduce_to: str | None = None,
+    observed: Any = None,
 ) -> list[QueryPlan]:
     """Validate a query and plan it: one plan per run.
 
@@ -151,6 +152,7 @@ def plan_query(
     one world), or ``"interventional"`` (interventions in the evidence world itself; each
     labelled intervention is its own run, so its own plan). ``reduce_to`` names the
     outcome a sweep's compiled call averages to (:func:`~scm_ppl.dose_response`).
+    ``observed`` names sites the user has data on, beyond the evidence (identification).
     """
     check_method(method, METHODS)
     key = as_query_key(check_prng_key(rng_key))  # same numbers, drawn sooner on CPU
@@ -167,7 +169,7 @@ def plan_query(
     common = {"model": model, "args": args, "kwargs": kwargs, "info": info}
     if kind == "interventional":
         return _interventional_plans(evidence, interventions, key, method, mask, settings,
-                                     strict, common)  # fmt: skip
+                                     strict, common, observed)  # fmt: skip
     if isinstance(interventions, Mapping) and not interventions:
         # An empty mapping is almost always a dropped argument, and its answer (the factual
         # world replayed) would pass for a counterfactual silently.
@@ -200,7 +202,10 @@ def plan_query(
     if chosen == "per_unit" or (chosen == "nuts" and method == "auto"):
         chosen, reason = per_unit_or_joint(common, ev, _latent(info, ev), key, chosen, reason)
     treatment = {site for ivs in worlds.values() for site in ivs}
-    identification = check_identified(info, treatment, ev, strict=strict)
+    identification = check_identified(info, treatment, ev, strict=strict, observed=observed)
+    identification["counterfactual_identification"] = check_counterfactual_identified(
+        info, worlds, ev, strict=strict, observed=observed
+    )
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh
@@ -225,7 +230,8 @@ def plan_query(
     return [plan]
 
 
-def _interventional_plans(evidence, interventions, key, method, mask, settings, strict, common):
+def _interventional_plans(evidence, interventions, key, method, mask, settings, strict, common,
+                          observed=None):  # fmt: skip
     info: ProgramInfo = common["info"]
     if contains_sweep(interventions):
         raise InterventionError("Plan a sweep as kind='counterfactual' (its own world).")
@@ -246,7 +252,8 @@ def _interventional_plans(evidence, interventions, key, method, mask, settings, 
             )
     identification = {}
     for label, ivs in worlds.items():  # a loop, not a comprehension: warnings name the caller
-        identification[label] = check_identified(info, set(ivs), ev, strict=strict)
+        identification[label] = check_identified(info, set(ivs), ev, strict=strict,
+                                                 observed=observed)  # fmt: skip
     plans = []
     keys = jax.random.split(key, len(worlds))
     for run_key, (label, ivs) in zip(keys, worlds.items(), strict=True):

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -51,6 +51,7 @@ def counterfactual(
     bounds: Any = False,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> CausalResult:
     """The counterfactual posterior: what would have happened, given what did.
 
@@ -89,6 +90,18 @@ def counterfactual(
         query is not identified from observational data on the program's ADMG. (A
         counterfactual also rests on the mechanisms' functional form and, for discrete
         mechanisms, on the couplings named in ``attrs``.)
+        Identification is judged on the ADMG that :func:`~scm_ppl.identify` reads, with
+        or without evidence: sites observed in the program, evidence, intervened and
+        endogenous sites are observed; the other exogenous sample sites are latent (one
+        with two or more children is a latent confounder). ``attrs["identification"]``
+        lists the sites taken as observed and as latent and the rule; the warning names
+        the latent roots whose measurement would identify the query.
+        The counterfactual itself is checked with ID*/IDC*
+        (:func:`~scm_ppl.identify_counterfactual`, hard interventions):
+        ``attrs["counterfactual_identification"]`` says whether it is identified from the
+        graph alone; under ``strict`` a counterfactual that is not raises and points to
+        :func:`~scm_ppl.bounds` (without ``strict`` it is recorded, not warned: most
+        counterfactuals are not identified, and the answer is the program's).
     chunk_size
         The most draw × unit rows one compiled pass holds (``None``: all at once); bounds
         memory for large queries (see :mod:`scm_ppl.query.scaling`). An exact answer runs
@@ -100,6 +113,9 @@ def counterfactual(
         observed distribution (rows or an ``xarray.DataArray``, as for
         :func:`~scm_ppl.bounds`) puts in ``attrs["bounds"]`` the range of
         ``P(site_world = value | evidence)`` over every SCM on the ADMG that fits it.
+    observed
+        Sites you have data on besides the evidence (e.g. a measured root confounder):
+        identification treats them as observed instead of latent.
     model_args, model_kwargs
         Arguments of the program (e.g. ``{"n": 1000}`` to size its unit plate).
 
@@ -124,7 +140,7 @@ def counterfactual(
         model, evidence, interventions, kind="counterfactual", rng_key=rng_key, method=method,
         mask=mask, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains,
         svi_steps=svi_steps, strict=strict, chunk_size=chunk_size, model_args=model_args,
-        model_kwargs=model_kwargs,
+        model_kwargs=model_kwargs, observed=observed,
     )[0]  # fmt: skip
     if plan.sweep is not None:
         return sweep_result(plan, run_query(plan))
@@ -200,6 +216,7 @@ def interventional(
     strict: bool = False,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> CausalResult:
     """Samples of the program under intervention: ``P(V | do(...))``, optionally given
     evidence in the intervened world, ``P(V | do(...), evidence)``.
@@ -220,6 +237,17 @@ def interventional(
         :class:`~scm_ppl.NotIdentifiableWarning` when ``P(. | do(...))`` is not identified
         from observational data on the program's ADMG (unobserved exogenous sites shared
         by several mechanisms are latent confounders).
+        Identification is judged on the ADMG that :func:`~scm_ppl.identify` reads, with
+        or without evidence: sites observed in the program, evidence, intervened and
+        endogenous sites are observed; the other exogenous sample sites are latent (one
+        with two or more children is a latent confounder). ``attrs["identification"]``
+        lists the sites taken as observed and as latent and the rule; the warning names
+        the latent roots whose measurement would identify the query.
+    observed
+        Sites you have data on besides the evidence (e.g. a measured root confounder):
+        identification treats them as observed instead of latent.
+    model_args, model_kwargs
+        Arguments of the program.
 
     Returns
     -------
@@ -245,13 +273,14 @@ def interventional(
         plan = plan_query(
             model, None, interventions, kind="counterfactual", rng_key=rng_key, method=method,
             mask=mask, num_samples=num_samples, strict=strict, model_args=model_args,
-            model_kwargs=model_kwargs,
+            model_kwargs=model_kwargs, observed=observed,
         )[0]  # fmt: skip
         return sweep_result(plan, run_query(plan), query="interventional_sweep")
     plans = plan_query(
         model, evidence, interventions, kind="interventional", rng_key=rng_key, method=method,
         mask=mask, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains,
         svi_steps=svi_steps, strict=strict, model_args=model_args, model_kwargs=model_kwargs,
+        observed=observed,
     )  # fmt: skip
     per_label, by_label, methods, diagnostics = {}, {}, {}, {}
     for plan in plans:

@@ -19,7 +19,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from scm_ppl.errors import EstimandError, GraphError
+from scm_ppl.errors import EstimandError, GraphError, NotIdentifiableWarning
 from scm_ppl.graphical.adjustment import AdjustmentFormula
 from scm_ppl.graphical.estimand import Fraction, Probability, Product, Sum
 from scm_ppl.graphical.id_algorithm import (
@@ -442,8 +442,9 @@ def test_identify_a_program() -> None:
     # z is observed through model_kwargs, so it is a variable and adjusts for itself.
     result = identify(back_door_program, "x", "y", model_kwargs={"z_obs": jnp.zeros(3)})
     assert str(result.estimand) == "Σ_{z} P(z) P(y | x, z)"
-    # Without it z is a latent root: the bow arc.
-    assert not identify(back_door_program, "x", "y").identifiable
+    # Without it z is a latent root: the bow arc, and a warning that names observed=.
+    with pytest.warns(NotIdentifiableWarning, match=r"observed=\['x', 'y', 'z'\]"):
+        assert not identify(back_door_program, "x", "y").identifiable
     assert identify(back_door_program, "x", "y", observed=["x", "y", "z"]).identifiable
 
 

@@ -41,6 +41,9 @@ from scm_ppl import counterfactual, interventional, twin_world
 from tests._random_scm import Spec, abduct, forward, program, simulate, specs
 
 KEY = jax.random.key(0)
+# These are properties of the engine (effectiveness, consistency, ...), not of
+# identification: random DAGs have root confounders, latent under the identification rule.
+pytestmark = pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 MAX_NODES = 10 if settings.default.max_examples >= 20 else 6  # the thorough profile: 10
 # float32 arithmetic through up to 10 nonlinear mechanisms: a few ulps per step
 RTOL, ATOL = (1e-9, 1e-9) if jax.config.read("jax_enable_x64") else (2e-4, 2e-4)

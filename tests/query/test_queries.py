@@ -46,10 +46,13 @@ def test_probability_of_necessity_under_the_monotone_coupling():
 
 
 def test_ate_and_ett_on_kidney_stones():
-    estimate = ate(kidney_stones.model, "X", "Y", rng_key=KEY, model_kwargs=UNITS)
+    # stone size Z is measured: observed, so the effect is identified (back-door)
+    estimate = ate(kidney_stones.model, "X", "Y", rng_key=KEY, model_kwargs=UNITS, observed=["Z"])
     assert within(estimate, kidney_stones.ate_adjusted())
     assert estimate.couplings == {}
-    effect_on_treated = ett(kidney_stones.model, "X", "Y", rng_key=KEY, model_kwargs=UNITS)
+    effect_on_treated = ett(
+        kidney_stones.model, "X", "Y", rng_key=KEY, model_kwargs=UNITS, observed=["Z"]
+    )
     # ETT = sum_z P(z | X=1) (P(Y=1 | 1, z) - P(Y=1 | 0, z))
     pz = kidney_stones.P_Z
     px = kidney_stones.P_X_GIVEN_Z
