@@ -68,7 +68,7 @@ class EnumeratedCounterfactual:
 def enumerated_counterfactual(
     model: Callable,
     evidence: Mapping[str, Any] | None,
-    interventions: Mapping[str, Any],
+    interventions: Mapping[str, Any] | None,
     *,
     strict: bool = False,
     model_args: tuple = (),

@@ -222,7 +222,7 @@ def test_counterfactual_under_a_changed_layer_replays_the_noise() -> None:
     data = {k: v for k, v in _trace(generator, n=n).items() if k in ("z", "x")}
     evidence = {k: v["value"] for k, v in data.items()}
     changed = do_mechanism(_fitted(), {"W1": rotate(q, side="output")}, world="cf")
-    cf = counterfactual(changed, evidence, {}, rng_key=KEY, model_kwargs={"n": n})
+    cf = counterfactual(changed, evidence, None, rng_key=KEY, model_kwargs={"n": n})
     assert cf.method == "exact"
     z, x = np.asarray(evidence["z"]), np.asarray(evidence["x"])
     w1, w2 = np.asarray(TRUTH["W1"]), np.asarray(TRUTH["W2"])

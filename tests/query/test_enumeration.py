@@ -50,16 +50,16 @@ def test_firing_squad_sentences_are_exact(p):
     of the court order: the weights are exact, not Monte-Carlo."""
     model = squad(p)
     # S1 prediction: A => D; S2 abduction: not D => not C; S3 transduction: A => B.
-    assert _prob(model, {"A": 1}, {}, "factual", "D", 1) == 1.0
-    assert _prob(model, {"D": 0}, {}, "factual", "C", 0) == 1.0
-    assert _prob(model, {"A": 1}, {}, "factual", "B", 1) == 1.0
+    assert _prob(model, {"A": 1}, None, "factual", "D", 1) == 1.0
+    assert _prob(model, {"D": 0}, None, "factual", "C", 0) == 1.0
+    assert _prob(model, {"A": 1}, None, "factual", "B", 1) == 1.0
     # S4 action: not C => D_{A=1} and not B_{A=1}.
     assert _prob(model, {"C": 0}, {"A": 1}, "cf", "D", 1) == 1.0
     assert _prob(model, {"C": 0}, {"A": 1}, "cf", "B", 1) == 0.0
     # S5 counterfactual: D => D_{not A}.
     assert _prob(model, {"D": 1}, {"A": 0}, "cf", "D", 1) == 1.0
     # The prior itself, read back from the factual world with no evidence on U's effects.
-    assert _prob(model, {"D": 1}, {}, "factual", "U", 1) == 1.0
+    assert _prob(model, {"D": 1}, None, "factual", "U", 1) == 1.0
 
 
 @pytest.mark.parametrize("p", [0.5, 0.3, 0.7])
