@@ -61,7 +61,18 @@ class CounterfactualWitness:
     graph that needs ``variable`` at two values at once (``first`` and ``second``, as
     node labels such as ``X=0`` or ``X=1`` for an observed ``X``). Shpitser & Pearl
     (2008, Theorem 30) build from such a component two models that agree on every
-    interventional distribution and disagree on the query."""
+    interventional distribution and disagree on the query.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from scm_ppl.graphical.counterfactual_id import identify_counterfactual
+    >>> pns = identify_counterfactual(nx.DiGraph([("X", "Y")]),
+    ...                               [({"X": 1}, {"Y": 1}), ({"X": 0}, {"Y": 0})])
+    >>> w = pns.witness  # PNS needs Y's one mechanism at X = 1 and at X = 0 at once
+    >>> w.variable, w.component
+    ('Y', ('Y_{X=1}', 'Y_{X=0}'))
+    """
 
     component: tuple[str, ...]
     variable: str
@@ -103,6 +114,17 @@ class CounterfactualIdentification:
         When not identifiable: the component that fails; else ``None``.
     inconsistent
         When the events cannot hold together: why (the probability is 0); else ``None``.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from scm_ppl.graphical.counterfactual_id import identify_counterfactual
+    >>> g = nx.DiGraph([("Z", "X"), ("Z", "Y"), ("X", "Y")])  # back-door through Z
+    >>> ett = identify_counterfactual(g, [({"X": 0}, {"Y": 1})], given=[({}, {"X": 1})])
+    >>> ett.identifiable, ett.experiments, ett.witness
+    (True, (), None)
+    >>> ett.estimand.text()
+    "Σ_{Z} P(Y | X, Z) P(Z | X')"
     """
 
     query: str
