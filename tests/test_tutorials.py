@@ -39,6 +39,8 @@ SLOW_TUTORIALS = {
     "04_counterfactual_images.py",
     "06_independent_mechanisms.py",
     "07_how_far_identified.py",
+    "08_criticism_and_attribution.py",
+    "09_real_data.py",
 }
 
 
