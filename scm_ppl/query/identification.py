@@ -143,19 +143,31 @@ def check_counterfactual_identified(
     treatment = {s for ivs in worlds.values() for s in ivs}
     latent = latent_sites(info, set(evidence) | treatment, observed)
     codes = _Codes()
-    query = []
-    from scm_ppl.graphical.counterfactual_id import identify_counterfactual
-    from scm_ppl.graphical.mixed_graph import admg
+    # The verdict depends on the query's structure and coded values only: work it out
+    # once per record (the projection and ID* cost a millisecond; a query, much less).
+    set_to = [{s: codes(s, iv.value) for s, iv in ivs.items()} for ivs in worlds.values()]
+    given_codes = {s: codes(s, v) for s, v in evidence.items()}
+    key = (
+        "cf identified",
+        tuple(tuple(sorted(w.items())) for w in set_to),
+        tuple(sorted(given_codes.items())),
+        frozenset(latent),
+    )
 
-    g = admg(info.graph, latent=latent)
-    for ivs in worlds.values():
-        set_to = {s: codes(s, iv.value) for s, iv in ivs.items()}
-        outcome = set().union(*(nx.descendants(g.directed, s) for s in ivs)) - set(ivs)
-        query.append((set_to, {s: codes(s, None) for s in sorted(outcome)}))
-    given = [({}, {s: codes(s, v) for s, v in evidence.items()})] if evidence else None
-    key = ("cf identified", repr(query), repr(given), frozenset(latent))
+    def verdict() -> Any:
+        from scm_ppl.graphical.counterfactual_id import identify_counterfactual
+        from scm_ppl.graphical.mixed_graph import admg
+
+        g = admg(info.graph, latent=latent)
+        query = []
+        for world in set_to:
+            outcome = set().union(*(nx.descendants(g.directed, s) for s in world)) - set(world)
+            query.append((world, {s: codes(s, None) for s in sorted(outcome)}))
+        given = [({}, given_codes)] if given_codes else None
+        return identify_counterfactual(g, query, given)
+
     try:
-        r = info.remember(key, lambda: identify_counterfactual(g, query, given))
+        r = info.remember(key, verdict)
     except ScmPplError as error:  # e.g. evidence that contradicts an intervention's world
         return {"checked": False, "reason": str(error)}
     meta = {
@@ -195,8 +207,11 @@ class _Codes:
 
     def __call__(self, site: str, value: Any) -> int:
         table = self.seen.setdefault(site, {})
-        array = None if value is None or callable(value) else np.asarray(value)
-        if array is not None and array.ndim == 0 and array.dtype.kind in "biuf":
+        # Only a scalar can be its own code: per-unit arrays are never read (they may be
+        # large, on a device, or sharded over processes), just given a fresh code.
+        scalar = value is not None and not callable(value) and np.ndim(value) == 0
+        array = np.asarray(value) if scalar else None
+        if array is not None and array.dtype.kind in "biuf":
             number = float(array)
             if number.is_integer() and 0 <= number < self.FRESH:
                 return int(number)

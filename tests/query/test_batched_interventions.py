@@ -92,6 +92,9 @@ def test_dose_response_is_the_mean_of_the_sweep_and_chunking_changes_nothing(dag
 
 
 @pytest.mark.slow  # ~20 s: many interventional draws
+# X0-X2 are unobserved roots with several children, so latent confounders by the package's
+# rule, and the query says so; the closed form checked here is the program's own answer.
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_interventional_dose_response_and_sweep_match_closed_form():
     n, draws = 50, 400
     dr = dose_response(
@@ -124,7 +127,8 @@ def test_interventional_dose_response_and_sweep_match_closed_form():
 @pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 @pytest.mark.filterwarnings("ignore::scm_ppl.errors.InferenceWarning")
 def test_nuts_sweep_equals_single_queries_with_the_same_key():
-    settings = {"num_samples": 100, "num_warmup": 100, "rng_key": KEY}
+    # NUTS on purpose: "auto" takes the exact per-unit Gaussian on this model.
+    settings = {"num_samples": 100, "num_warmup": 100, "rng_key": KEY, "method": "nuts"}
     grid = np.array([-1.0, 0.5])
     swept = counterfactual(latent_confounder.model, {"X": 0.7}, {"X": sweep(grid)}, **settings)
     assert swept.method == "nuts"

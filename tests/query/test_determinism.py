@@ -80,11 +80,17 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 
 
 @pytest.mark.slow
+# The latent-confounder queries are not identified from the graph and say so; the
+# question here is only whether the same key gives the same numbers.
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_same_key_same_answer_in_one_process():
     _assert_same(answers(), answers())
 
 
 @pytest.mark.slow
+# The latent-confounder queries are not identified from the graph and say so; the
+# question here is only whether the same key gives the same numbers.
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
 def test_same_key_same_answer_on_two_host_devices(tmp_path):
     path = tmp_path / "answers.npz"
     script = textwrap.dedent(
