@@ -130,6 +130,31 @@ PAGES: dict[str, tuple[str, str, str, dict[str, list[str]]]] = {
             ],
         },
     ),
+    "check": (
+        "scm_ppl.check",
+        "Does the model deserve trust?",
+        "Graph falsification, mechanism checks through the noise view, interventional checks.",
+        {
+            "Check the graph": ["graph", "implied_independences", "GraphCheck", "ImpliedTest"],
+            "Check the mechanisms": ["mechanisms", "MechanismCheck", "MechanismRow"],
+            "Check against experiments": ["interventions", "InterventionCheck", "RegimeRow"],
+        },
+    ),
+    "attribution": (
+        "scm_ppl.attribution",
+        "Attribution",
+        "Arrow strength, intrinsic influence, root causes of anomalies, distribution change.",
+        {
+            "Attribute": [
+                "arrow_strength",
+                "intrinsic_influence",
+                "anomaly",
+                "distribution_change",
+                "Attribution",
+            ],
+            "Distances": ["energy_distance"],
+        },
+    ),
     "plotting": (
         "scm_ppl.plotting",
         "Plots",
