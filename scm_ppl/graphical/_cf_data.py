@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from scm_ppl.errors import DataError, EstimandError
+from scm_ppl.errors import DataError, EstimandError, SettingsError
 from scm_ppl.graphical.joint import DiscreteJoint, as_joint
 
 __all__ = ["as_experiments", "as_observed"]
@@ -30,7 +30,7 @@ class _Binner:
 
     def __init__(self, fixed: set[str], bins: int, max_levels: int) -> None:
         if bins < 2 or max_levels < 1:
-            raise ValueError(f"bins must be >= 2 and max_levels >= 1; got {bins}, {max_levels}.")
+            raise SettingsError(f"bins must be >= 2 and max_levels >= 1; got {bins}, {max_levels}.")
         self.fixed, self.bins, self.max_levels = fixed, bins, max_levels
         self.edges: dict[str, np.ndarray] = {}
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
+from scm_ppl.errors import SettingsError
+
 __all__ = ["fit_family", "score_family"]
 
 RIDGE = 1e-4  # keeps separable logistic fits (a treated group with no CPS twin) finite
@@ -83,7 +85,10 @@ def fit_family(family: str, features: np.ndarray, y: np.ndarray, stats: dict) ->
         return _binary(features, y.astype(float))
     if family == "softmax":
         return _logistic(features, y, len(stats["levels"]))
-    raise ValueError(f"unknown family {family!r}")
+    raise SettingsError(
+        f"Unknown family {family!r}; choose one of ['linear', 'log-linear', 'hurdle', "
+        "'logistic', 'softmax']."
+    )
 
 
 def _normal_logpdf(x: np.ndarray, loc: np.ndarray, scale: float) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scm_ppl.core.program import ProgramInfo, SiteInfo
-from scm_ppl.errors import EvidenceError
+from scm_ppl.errors import EvidenceError, SettingsError
 from scm_ppl.query._compiled import UnitChunks
 
 __all__ = ["check_chunk_size", "plan_chunks", "shard_units", "unit_plate"]
@@ -38,7 +38,7 @@ def check_chunk_size(chunk_size: Any) -> None:
         or isinstance(chunk_size, bool)
         or chunk_size < 1
     ):
-        raise ValueError(
+        raise SettingsError(
             f"chunk_size must be a positive integer (draw × unit rows per pass) or None; "
             f"got {chunk_size!r}."
         )

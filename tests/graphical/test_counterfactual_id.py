@@ -30,6 +30,7 @@ from scm_ppl.errors import (
     GraphError,
     InterventionError,
     NotIdentifiableError,
+    SettingsError,
 )
 from scm_ppl.graphical.counterfactual_id import CounterfactualIdentification
 from scm_ppl.graphical.joint import DiscreteJoint
@@ -388,3 +389,11 @@ def test_errors_subclass_builtins() -> None:
 )
 def test_docstring_examples(module: str) -> None:
     assert doctest.testmod(importlib.import_module(module)).failed == 0
+
+
+def test_evaluate_refuses_too_few_bins() -> None:
+    g = nx.DiGraph([("Z", "X"), ("Z", "Y"), ("X", "Y")])
+    ett_query = identify_counterfactual(g, [({"X": 0}, {"Y": 1})], given=[({}, {"X": 1})])
+    rows = {n: np.array([0, 1, 0, 1]) for n in ("X", "Y", "Z")}
+    with pytest.raises(SettingsError, match=r"bins must be >= 2 and max_levels >= 1; got 1"):
+        ett_query.evaluate(observed=rows, bins=1)

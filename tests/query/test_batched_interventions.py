@@ -8,7 +8,7 @@ from numpyro import handlers
 
 from models import latent_confounder, linear_chain, linear_gaussian_dag
 from scm_ppl import counterfactual, dose_response, interventional, sweep
-from scm_ppl.errors import InterventionError
+from scm_ppl.errors import InterventionError, SettingsError
 from scm_ppl.query.engine import trace_count
 
 KEY = jax.random.key(0)
@@ -180,7 +180,7 @@ def test_bad_dose_response_arguments_are_named():
             linear_chain.model, data, "x1", GRID, "x4", rng_key=KEY, interventions={"x1": 0.0}
         )
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match=r"chunk_size must be a positive integer"):
+        with pytest.raises(SettingsError, match=r"chunk_size must be a positive integer"):
             dose_response(linear_chain.model, data, "x1", GRID, "x4", rng_key=KEY, chunk_size=bad)
     with pytest.raises(TypeError, match=r"rng_key must be a JAX PRNG key"):
         dose_response(linear_chain.model, data, "x1", GRID, "x4", rng_key=0)

@@ -15,7 +15,7 @@ from numpyro import handlers
 
 from models import linear_gaussian_dag
 from scm_ppl import counterfactual, shard_units
-from scm_ppl.errors import EvidenceError
+from scm_ppl.errors import EvidenceError, SettingsError
 from scm_ppl.query.engine import trace_count
 
 KEY = jax.random.key(0)
@@ -84,7 +84,7 @@ def test_nan_in_device_evidence_is_found_inside_the_compiled_call(data):
 
 def test_bad_chunk_size_is_named(data):
     for bad in (0, -1, 1.5, "10", True):
-        with pytest.raises(ValueError, match=r"chunk_size must be a positive integer"):
+        with pytest.raises(SettingsError, match=r"chunk_size must be a positive integer"):
             query(data, chunk_size=bad)
 
 
