@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AbductionError",
     "BoundsError",
+    "CounterfactualNotIdentifiedWarning",
     "CriticismError",
     "DataError",
     "DataWarning",
@@ -117,6 +118,14 @@ class SerializationError(ScmPplError, ValueError):
 class NotIdentifiableWarning(ScmPplWarning):
     """The query is not identified from observational data on the program's ADMG: its
     answer rests on the program's parametric assumptions, not on the data alone."""
+
+
+class CounterfactualNotIdentifiedWarning(NotIdentifiableWarning):
+    """The counterfactual is not identified from the program's graph by ID*/IDC*: the
+    answer rests on the mechanisms' functional form, not on the data the graph allows.
+    Most counterfactuals with evidence on an outcome are in this case; filter this class
+    on its own once read (``warnings.filterwarnings("ignore",
+    category=CounterfactualNotIdentifiedWarning)``)."""
 
 
 class SettingsError(ScmPplError, ValueError, TypeError):

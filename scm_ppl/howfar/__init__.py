@@ -6,6 +6,7 @@ contraction, and sharp bounds for discrete SCMs (:mod:`scm_ppl.howfar.bounds`).
 
 from scm_ppl.howfar.bounds import (
     Bounds,
+    Conditional,
     ate_bounds,
     bounds,
     interventional_bounds,
@@ -23,6 +24,7 @@ from scm_ppl.howfar.refits import RefitEnsemble, RefitSpread, refit_ensemble
 
 __all__ = [
     "Bounds",
+    "Conditional",
     "ContractionResult",
     "IdentifiabilityReport",
     "RefitEnsemble",

@@ -11,7 +11,8 @@ evidence does not make a latent confounder observed.
 The interventional part of a query, ``P(descendants of the treatment | do(treatment))``,
 is then checked with the complete ID algorithm; a counterfactual query is also checked
 with ID*/IDC* (:func:`scm_ppl.identify_counterfactual`). Not identified: warn with
-:class:`~scm_ppl.errors.NotIdentifiableWarning`, or raise
+:class:`~scm_ppl.errors.NotIdentifiableWarning` (its subclass
+:class:`~scm_ppl.errors.CounterfactualNotIdentifiedWarning` for the counterfactual), or raise
 :class:`~scm_ppl.errors.NotIdentifiableError` under ``strict``; the message names the
 latent roots whose measurement would identify the query (mark them observed with
 ``observed=`` in :func:`scm_ppl.identify`, ``obs=`` in the program, or give them as
@@ -20,7 +21,6 @@ evidence).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +29,14 @@ import numpy as np
 
 from scm_ppl.core.intervention import Intervention
 from scm_ppl.core.program import ProgramInfo
-from scm_ppl.errors import GraphError, NotIdentifiableError, NotIdentifiableWarning, ScmPplError
+from scm_ppl.core.warn import warn_at_caller
+from scm_ppl.errors import (
+    CounterfactualNotIdentifiedWarning,
+    GraphError,
+    NotIdentifiableError,
+    NotIdentifiableWarning,
+    ScmPplError,
+)
 
 __all__ = ["RULE", "check_counterfactual_identified", "check_identified", "latent_sites"]
 
@@ -98,7 +105,7 @@ def check_identified(
     )
     if strict:
         raise NotIdentifiableError(message)
-    warnings.warn(message, NotIdentifiableWarning, stacklevel=3)
+    warn_at_caller(message, NotIdentifiableWarning)
     return {"identified": False, "hedge": result, "identified_if_observed": roots, **meta}
 
 
@@ -125,6 +132,7 @@ def check_counterfactual_identified(
     *,
     strict: bool,
     observed: Any = None,
+    warn: bool = True,
 ) -> dict[str, Any]:
     """Is the counterfactual query identified from the graph alone (ID*/IDC*)?
 
@@ -133,8 +141,10 @@ def check_counterfactual_identified(
     site: equal scalar values share a code, per-unit values and outcomes get codes of
     their own, so the verdict is the one for values that differ (units whose values
     coincide can only be easier). Identified: the answer does not rest on the program's
-    functional form beyond its graph. Not identified: recorded, and an error under
-    ``strict`` that points to :func:`scm_ppl.bounds`. Only hard interventions are
+    functional form beyond its graph. Not identified: recorded, a
+    :class:`~scm_ppl.errors.CounterfactualNotIdentifiedWarning` (unless ``warn`` is False:
+    the caller has already warned that the interventional part is not identified), and an
+    error under ``strict``; each points to :func:`scm_ppl.bounds`. Only hard interventions are
     checked; other worlds are recorded as not checked.
     """
     soft = sorted(s for ivs in worlds.values() for s, iv in ivs.items() if iv.kind != "hard")
@@ -192,6 +202,16 @@ def check_counterfactual_identified(
     )
     if strict:
         raise NotIdentifiableError(message)
+    if warn:
+        warn_at_caller(
+            f"This counterfactual is not identified from the program's graph (ID*: "
+            f"{r.witness}), so the answer rests on the program's mechanisms, not on the "
+            "graph and the data alone; for discrete variables scm_ppl.bounds gives the "
+            "range the data allow. attrs['counterfactual_identification'] has the details; "
+            "strict=True makes this an error; warnings.filterwarnings('ignore', category="
+            "scm_ppl.errors.CounterfactualNotIdentifiedWarning) silences it.",
+            CounterfactualNotIdentifiedWarning,
+        )
     return {**meta, "witness": str(r.witness), "see": "scm_ppl.bounds"}
 
 

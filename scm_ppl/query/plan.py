@@ -204,8 +204,9 @@ def plan_query(
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict, observed=observed)
     identification["counterfactual_identification"] = check_counterfactual_identified(
-        info, worlds, ev, strict=strict, observed=observed
-    )
+        info, worlds, ev, strict=strict, observed=observed,
+        warn=identification["identified"],  # one warning per query: the first says enough
+    )  # fmt: skip
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh

@@ -99,9 +99,12 @@ def counterfactual(
         The counterfactual itself is checked with ID*/IDC*
         (:func:`~scm_ppl.identify_counterfactual`, hard interventions):
         ``attrs["counterfactual_identification"]`` says whether it is identified from the
-        graph alone; under ``strict`` a counterfactual that is not raises and points to
-        :func:`~scm_ppl.bounds` (without ``strict`` it is recorded, not warned: most
-        counterfactuals are not identified, and the answer is the program's).
+        graph alone; one that is not warns with
+        :class:`~scm_ppl.errors.CounterfactualNotIdentifiedWarning` (a subclass of
+        :class:`~scm_ppl.NotIdentifiableWarning`, to filter on its own: most
+        counterfactuals with evidence on an outcome are not identified, and the answer is
+        then the program's), or under ``strict`` raises, each pointing to
+        :func:`~scm_ppl.bounds`.
     chunk_size
         The most draw × unit rows one compiled pass holds (``None``: all at once); bounds
         memory for large queries (see :mod:`scm_ppl.query.scaling`). An exact answer runs

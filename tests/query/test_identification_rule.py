@@ -8,6 +8,8 @@ Fig. 3.5; the back-door formula Σ_z P(z) P(y | x, z) is §3.3.1.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import numpyro
 import numpyro.distributions as dist
@@ -15,7 +17,12 @@ import pytest
 
 from models import front_door, latent_confounder
 from scm_ppl import ate, counterfactual, identify, interventional
-from scm_ppl.errors import GraphError, NotIdentifiableError, NotIdentifiableWarning
+from scm_ppl.errors import (
+    CounterfactualNotIdentifiedWarning,
+    GraphError,
+    NotIdentifiableError,
+    NotIdentifiableWarning,
+)
 
 KEY = jax.random.PRNGKey(0)
 
@@ -110,3 +117,25 @@ def test_queries_take_observed_for_a_measured_root():
     assert meta["identified"] is True and meta["latent"] == [] and "z" in meta["observed"]
     with pytest.raises(GraphError, match=r"observed= names \['w'\], which are not sites"):
         interventional(measured_root, {"x": 1.0}, rng_key=KEY, observed=["w"])
+
+
+def test_a_counterfactual_the_graph_does_not_identify_warns_at_the_callers_line():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counterfactual(backdoor_binary, {"x": 1, "z": 0}, {"x": 0}, rng_key=KEY, num_samples=5)
+        assert not caught  # ETT given the back-door covariate is identified: no warning
+        counterfactual(backdoor_binary, {"x": 1, "y": 1, "z": 0}, {"x": 0}, rng_key=KEY)
+    (warning,) = caught
+    assert warning.category is CounterfactualNotIdentifiedWarning
+    assert issubclass(warning.category, NotIdentifiableWarning)  # one filter silences both
+    assert warning.filename == __file__  # the user's line, not the package's
+    assert "scm_ppl.bounds" in str(warning.message) and "strict=True" in str(warning.message)
+
+
+def test_one_warning_when_the_interventional_part_is_not_identified_either():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counterfactual(bow_arc, {"x": 1.0, "y": 0.5}, {"x": 0.0}, rng_key=KEY, num_samples=20,
+                       num_warmup=20)  # fmt: skip
+    kinds = [w.category for w in caught if issubclass(w.category, NotIdentifiableWarning)]
+    assert kinds == [NotIdentifiableWarning]

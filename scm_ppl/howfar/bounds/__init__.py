@@ -10,6 +10,7 @@ from scm_ppl.howfar.bounds.queries import (
     ps_bounds,
 )
 from scm_ppl.howfar.bounds.solve import Bounds, bounds
+from scm_ppl.howfar.bounds.studies import Conditional
 from scm_ppl.query.hooks import register_counterfactual_bounds
 
 # counterfactual(..., bounds=...) reaches the solver through this hook (queries sit below).
@@ -17,6 +18,7 @@ register_counterfactual_bounds(counterfactual_bounds)
 
 __all__ = [
     "Bounds",
+    "Conditional",
     "ate_bounds",
     "bounds",
     "interventional_bounds",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from scm_ppl.errors import BoundsError
+from scm_ppl.errors import BoundsError, DataError
 from scm_ppl.howfar.bounds.solve import (
     MAX_RESPONSE_TYPES,
     Bounds,
@@ -121,6 +121,11 @@ def ate_bounds(
 
     def terms(known: Support) -> Terms:
         values = known.get(outcome, ())
+        if not values:
+            raise DataError(
+                f"The outcome {outcome!r} appears in no distribution given, so its values are "
+                f"unknown; add it to observed= or give support={{{outcome!r}: [...]}}."
+            )
         numeric = all(isinstance(v, int | float | bool) for v in values)
         if outcome in known and not numeric:
             raise BoundsError(

@@ -56,6 +56,15 @@ from scm_ppl.howfar.bounds.lp import (
     nearest,
     solve,
 )
+from scm_ppl.howfar.bounds.studies import (
+    StudyTable,
+    experiment_study,
+    is_several,
+    linear_system,
+    probability_of,
+    read_studies,
+    study_sources,
+)
 from scm_ppl.howfar.bounds.tables import (
     ProbabilityTable,
     as_table,
@@ -132,7 +141,8 @@ class Bounds:
     block : CanonicalBlock
         The response-type block the LP ran over (variables, parents, types).
     condition_probs : numpy.ndarray
-        ``P(f)`` for each row of ``block.condition_configs()``.
+        ``P(f)`` for each row of ``block.condition_configs()`` (NaN where only
+        conditional tables were given, which leave it unknown).
     lower_solution, upper_solution : numpy.ndarray
         The response-type distributions (over ``block.types``) attaining each end,
         before division by ``P(given)`` for conditional queries.
@@ -220,9 +230,19 @@ def bounds_of_terms(
     values}``, known only once the data are read), for queries that name values the data
     reveal, such as the other value of a binary outcome."""
     g = _graph(graph_or_model, model_args, model_kwargs)
-    obs = as_table(observed, "observed distribution").restricted(g.nodes)
+    several = is_several(observed)
+    studies: list[StudyTable] = []
+    tables: list[StudyTable] = []
+    rows_from = ""
+    if several:
+        studies = read_studies(observed, g)
+        obs = None
+        sources = study_sources(studies)
+    else:
+        obs = as_table(observed, "observed distribution").restricted(g.nodes)
+        sources = [(obs, "observed distribution")]
     raw = [(spec, t.restricted(g.nodes), w) for spec, t, w in read_experiments(interventional, g)]
-    sources = [(obs, "observed distribution")] + [(t, w) for _, t, w in raw]
+    sources += [(t, w) for _, t, w in raw]
     known = merge_supports(sources, support)
     known = {k: v for k, v in known.items() if k in g.nodes}
     for v in g.nodes:
@@ -238,6 +258,9 @@ def bounds_of_terms(
     if evidence:
         all_worlds += (((), evidence),)
     exp_keys = tuple((frozenset(iv), frozenset(recorded)) for iv, recorded, _ in experiments)
+    if several:
+        # each study's variables must be in the block (or the factual part it conditions on)
+        exp_keys += tuple((frozenset(), frozenset(s.names)) for s in studies)
     seeds = {v for w in all_worlds for part in w for v, _ in part}
     seeds |= {v for x, r in exp_keys for v in x | r}
     relevant = relevant_variables(g, frozenset(seeds))
@@ -263,17 +286,29 @@ def bounds_of_terms(
             f"the limit is max_response_types={err.limit:,}. Coarsen variables, drop parents, "
             "or raise the limit if memory allows."
         ) from None
-    names = [*block.conditioning, *block.variables]
-    needed(obs, names, "observed distribution")
-    obs_full = ProbabilityTable(
-        names=obs.names, probs=reindex(obs, known), support=known, empirical=obs.empirical
-    )
-    a, b, p_f, signature = constraints(block, obs_full.marginal(names), experiments)
-    tightened = (
-        None
-        if block.sharp or not tighten
-        else district_constraints(block, g, obs_full.names, obs_full.probs)
-    )
+    if several:
+        in_trials = any(t.empirical for _, t, _ in raw)
+        tables = [s.on_support(known) for s in studies] + [
+            experiment_study(iv, recorded, probs, in_trials) for iv, recorded, probs in experiments
+        ]
+        system = linear_system(block, tables)
+        a, b, p_f, signature = system.a, system.b, system.p_f, system.signature
+        rows_from = system.rows_from
+        obs_full, tightened, empirical = None, None, any(t.empirical for t in tables)
+    else:
+        assert obs is not None
+        names = [*block.conditioning, *block.variables]
+        needed(obs, names, "observed distribution")
+        obs_full = ProbabilityTable(
+            names=obs.names, probs=reindex(obs, known), support=known, empirical=obs.empirical
+        )
+        a, b, p_f, signature = constraints(block, obs_full.marginal(names), experiments)
+        tightened = (
+            None
+            if block.sharp or not tighten
+            else district_constraints(block, g, obs_full.names, obs_full.probs)
+        )
+        empirical = obs.empirical or any(t.empirical for _, t, _ in raw)
     if tightened is not None and len(tightened[1]):
         from scipy import sparse
 
@@ -284,12 +319,11 @@ def bounds_of_terms(
         signature = np.column_stack([signature, rows.T.astype(np.int64)])
     c = np.zeros(block.size)
     for coef, worlds in parsed_terms:
-        c += coef * (p_f @ indicator(block, worlds + ((((), evidence),) if evidence else ())))
+        holds = indicator(block, worlds + ((((), evidence),) if evidence else ()))
+        c += coef * _weighted(holds, p_f, block)
     denominator = 1.0
     if evidence:
-        denominator = float(
-            obs_full.marginal([v for v, _ in evidence])[tuple(i for _, i in evidence)]
-        )
+        denominator = _probability_of_evidence(evidence, obs_full, tables if several else [])
         if denominator <= 0:
             raise BoundsError(
                 f"The evidence {dict(given or {})} has probability 0 in the observed "
@@ -299,15 +333,16 @@ def bounds_of_terms(
     a, c = a[:, kept], c[kept]
     low, high = solve(c, a, b, 1.0), solve(c, a, b, -1.0)
     sharp, reason = block.sharp, _reason(block)
-    how = "exact constraints"
+    how = "exact constraints" if not several else f"exact constraints from {rows_from}"
     if tightened is not None:
         how += " and Tian's per-district factors"
     if low.status == 2 or high.status == 2:
-        if not (obs.empirical or any(t.empirical for _, t, _ in raw)):
+        if not empirical:
             raise BoundsError(
-                "The given distributions are not compatible with the graph: no SCM on it "
-                "reproduces them (the linear program is infeasible). Check the graph, or that "
-                "the tables come from one model."
+                "The given distributions are not compatible with the graph"
+                + (" or contradict each other" if several else "")
+                + ": no SCM on it reproduces them (the linear program is infeasible). Check "
+                "the graph, or that the tables come from one model."
             )
         low, high, distance = nearest(c, a, b)
         sharp = False
@@ -326,7 +361,11 @@ def bounds_of_terms(
         f"{list(block.conditioning)}; {how}"
     )
     exact_lp = how.startswith("exact constraints")
-    point = None if sharp or evidence or not exact_lp else _identified(g, parsed_terms, obs_full)
+    point = (
+        None
+        if sharp or evidence or not exact_lp or obs_full is None
+        else _identified(g, parsed_terms, obs_full)
+    )
     if point is not None and lower - 1e-7 <= point <= upper + 1e-7:
         lower = upper = point
         sharp = True
@@ -352,12 +391,42 @@ def bounds_of_terms(
         method=method,
         query=text,
         block=block,
-        condition_probs=p_f,
+        condition_probs=(
+            p_f if p_f is not None else np.full(block.condition_configs().shape[0], np.nan)
+        ),
         lower_solution=_expand(low.x, kept, block.size),
         upper_solution=_expand(high.x, kept, block.size),
         denominator=denominator,
         support=known,
     )
+
+
+def _weighted(holds: np.ndarray, p_f: np.ndarray | None, block: CanonicalBlock) -> np.ndarray:
+    """``sum_f P(f) holds[f]``; without ``P(f)`` the event must not depend on ``f``."""
+    if p_f is not None:
+        return p_f @ holds
+    if not np.all(holds == holds[:1]):
+        raise BoundsError(
+            f"The query depends on the values of {list(block.conditioning)}, whose joint "
+            "distribution no table gives (every table conditions on them). Add a marginal "
+            f"table that holds {list(block.conditioning)}."
+        )
+    return holds[0].astype(float)
+
+
+def _probability_of_evidence(
+    evidence: tuple[tuple[str, int], ...], obs: ProbabilityTable | None, studies: list
+) -> float:
+    if obs is not None:
+        return float(obs.marginal([v for v, _ in evidence])[tuple(i for _, i in evidence)])
+    value = probability_of(studies, dict(evidence))
+    if value is None:
+        raise BoundsError(
+            f"A conditional query needs P({', '.join(v for v, _ in evidence)}), and no "
+            "marginal observational table holds all of those variables. Add one, or ask "
+            "the unconditional query."
+        )
+    return value
 
 
 @functools.lru_cache(maxsize=128)
@@ -442,7 +511,13 @@ def bounds(
         The observational distribution: rows of discrete data (a dict of 1-D arrays or a
         DataFrame; columns not in the graph are ignored), an ``xarray.DataArray`` of
         probabilities with one dim per variable (coords are the values), or a
-        :class:`~scm_ppl.DiscreteJoint`.
+        :class:`~scm_ppl.DiscreteJoint`. Or a *list* of tables from several studies, each
+        over a subset of the variables: marginal tables (as above; every column must be
+        in the graph) and conditional ones,
+        :class:`~scm_ppl.howfar.Conditional` ``(table, given=...)``. Each table becomes
+        linear constraints (``P(a, b) = p(a | b) P(b)`` for a conditional one); tables that
+        do not condition on the instrument-like factual variables need their law from a
+        marginal table (the error says which).
     query
         A conjunction of events across worlds: ``[(intervention, event), ...]``, e.g.
         ``[({"X": 1}, {"Y": 1}), ({"X": 0}, {"Y": 0})]`` for ``P(Y_{X=1}=1, Y_{X=0}=0)``.
@@ -460,7 +535,8 @@ def bounds(
     BoundsError
         Unknown variables or values in the query, a world whose event contradicts its
         intervention, a canonical model that is too large, exact tables no SCM on the
-        graph reproduces.
+        graph reproduces (or that contradict each other), a table over a variable the
+        graph does not have.
     DataError
         Tables that are negative or do not sum to 1, continuous data, values outside a
         variable's support, missing variables.
@@ -475,6 +551,18 @@ def bounds(
     >>> b = bounds(g, p, [({"X": 1}, {"Y": 1}), ({"X": 0}, {"Y": 0})])   # PNS
     >>> round(b.lower, 3), round(b.upper, 3), b.sharp
     (0.0, 0.7, True)
+
+    Two-sample instrumental variables (Balke & Pearl's bivariate case): ``P(X | Z)`` from
+    one study, ``P(Y | Z)`` from another.
+
+    >>> from scm_ppl.howfar import Conditional
+    >>> iv = ADMG(nx.DiGraph([("Z", "X"), ("X", "Y")]), bidirected=[("X", "Y")])
+    >>> x_z = xr.DataArray(np.array([[0.9, 0.1], [0.2, 0.8]]), dims=("Z", "X"))
+    >>> y_z = xr.DataArray(np.array([[0.6, 0.4], [0.3, 0.7]]), dims=("Z", "Y"))
+    >>> b = bounds(iv, [Conditional(x_z, given="Z"), Conditional(y_z, given="Z")],
+    ...            [({"X": 1}, {"Y": 1})])
+    >>> round(b.lower, 3), round(b.upper, 3)
+    (0.5, 0.9)
     """
     return bounds_of_terms(
         graph_or_model,
