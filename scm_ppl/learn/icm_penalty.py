@@ -11,7 +11,10 @@ the current parameters:
 * a **circular** pair (full-length 1-D kernels ``k2``): ``ρ = spectral_density_ratio(k2, S)``;
 * a **conv** pair (``eqx.nn.Conv``/``ConvTranspose`` weights ``(out, in, *k)``): one ratio
   per channel pair, ``S`` per input channel, on the second layer's (upsampled) grid; the
-  pair contributes the *mean* of ``(log ρ)²`` over channel pairs.
+  pair contributes the *mean* of ``(log ρ)²`` over channel pairs. When the second layer
+  reads more channels than the first makes (parents concatenated as constant planes, as
+  in the image decoders), the first layer's channels are taken to lead and only they
+  are paired.
 
 The input statistics ``Σ``/``S`` come from the first element of the pair: a **site** name
 (a per-unit site holding the second mechanism's input) gives the minibatch's sample
@@ -114,7 +117,10 @@ def _compatible(first: Layer, second: Layer, params: Mapping[str, Any]) -> bool:
     w1, w2 = _weight(params, first), _weight(params, second)
     if first.kind == "dense":
         return w2.shape[-1] == w1.shape[-2]
-    return w1.ndim == w2.ndim and (first.kind == "circular" or w2.shape[1] == w1.shape[0])
+    # A conv may read more channels than the first layer makes (e.g. constant planes of
+    # the parents concatenated after them): the first layer's channels lead, and only
+    # they are paired.
+    return w1.ndim == w2.ndim and (first.kind == "circular" or w2.shape[1] >= w1.shape[0])
 
 
 def _resolve_layer(name: str, params: Mapping[str, Any]) -> Layer | None:
@@ -237,6 +243,8 @@ def _pair_log_ratio(pair: IcmPair, params: Mapping[str, Any], sites: Mapping) ->
             axes = tuple(range(-spatial, 0))
             gain = jnp.abs(jnp.fft.fftn(w1, s=pair.grid, axes=axes)) ** 2
             stats = gain if pair.second.kind == "circular" else jnp.sum(gain, axis=1)
+            if pair.second.kind == "conv":
+                w2 = w2[:, : stats.shape[0]]  # the channels the first layer feeds
     if pair.second.kind == "dense":
         return trace_ratio_unchecked(w2, stats, log=True)
     stride = pair.second.stride or None  # a transposed conv reads its input upsampled
