@@ -93,6 +93,12 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
             f"(coupling: {site.coupling}). Use method='coupling' to draw the noise from that "
             "set, or method='nuts'."
         )
+    if method == "svi" and not latent:
+        raise AbductionError(
+            "SVI has nothing to infer here: every sample site of the program is observed "
+            "(evidence or obs=), so no guide can be built. Use method='auto' (it takes "
+            "'exact' or 'coupling' for such evidence)."
+        )
     if method in ("nuts", "svi"):
         draws = [n for n in from_fit if info.sites[n].distribution == "PosteriorDraws"]
         if draws:
