@@ -46,6 +46,11 @@ PAGES: dict[str, tuple[str, str, str, dict[str, list[str]]]] = {
             "Worlds as programs": ["twin_world", "multi_world"],
             "Many what-ifs": ["sweep", "dose_response", "shard_units"],
             "Causal quantities": ["ate", "ett", "pn", "ps", "pns"],
+            "Over your own rows": ["effect_over_rows", "RowsEstimate"],
+            "Exact enumeration of discrete latents": [
+                "enumerated_counterfactual",
+                "EnumeratedCounterfactual",
+            ],
             "Results": ["CausalResult", "DoseResponse", "Estimate"],
         },
     ),
@@ -55,6 +60,11 @@ PAGES: dict[str, tuple[str, str, str, dict[str, list[str]]]] = {
         "ADMGs, the complete ID/IDC algorithm and adjustment sets.",
         {
             "Identify an effect": ["identify", "IdentificationResult", "Hedge"],
+            "Identify a counterfactual (ID\\*, IDC\\*)": [
+                "identify_counterfactual",
+                "CounterfactualIdentification",
+                "CounterfactualWitness",
+            ],
             "Graphs with latent confounders": ["admg", "ADMG", "latent_projection"],
             "Adjustment": [
                 "find_adjustment",
@@ -81,6 +91,13 @@ PAGES: dict[str, tuple[str, str, str, dict[str, list[str]]]] = {
                 "bernoulli",
                 "categorical",
                 "FlowDistribution",
+            ],
+            "From a graph and a DataFrame": [
+                "scm_from_graph",
+                "GraphSCM",
+                "MechanismChoice",
+                "Hurdle",
+                "inhibit",
             ],
             "Intervene on a mechanism": ["do_mechanism", "rotate", "scale", "stretch"],
         },
