@@ -164,7 +164,7 @@ def drop_missing(
     ...     data, tags, dropped = drop_missing(
     ...         {"x": np.array([1.0, np.nan, 3.0])}, "drop", also=[0, 1, 2]
     ...     )
-    >>> data["x"].tolist(), tags.tolist(), dropped
+    >>> data["x"].tolist(), tags, dropped
     ([1.0, 3.0], [0, 2], 1)
     """
     if missing not in MISSING:
