@@ -19,7 +19,15 @@ import numpy as np
 
 from scm_ppl.errors import DataError, DataWarning
 
-__all__ = ["MISSING", "as_columns", "drop_missing", "is_frame", "site_types", "to_frame"]
+__all__ = [
+    "MISSING",
+    "as_columns",
+    "drop_missing",
+    "is_frame",
+    "site_levels",
+    "site_types",
+    "to_frame",
+]
 
 MISSING = ("raise", "drop")
 CATEGORICAL_MAX_LEVELS = 20  # an integer column with more distinct values is a count
@@ -52,6 +60,8 @@ def _column(name: str, series: Any, levels: tuple | None) -> tuple[np.ndarray, t
             codes = pd.Categorical(series, categories=list(levels)).codes
             return np.asarray(codes, np.int32), levels
         return np.asarray(series.cat.codes, np.int32), seen
+    if levels is not None and pd.api.types.is_string_dtype(series.dtype):  # labels as text
+        return _column(name, series.astype("category"), levels)
     if series.dtype == object:
         kinds = sorted({type(v).__name__ for v in series.dropna()})
         raise DataError(
@@ -65,12 +75,25 @@ def _column(name: str, series: Any, levels: tuple | None) -> tuple[np.ndarray, t
             f"Column '{name}' has dtype {series.dtype}; expected numbers, booleans or a category."
         )
     if levels is not None and array.dtype.kind in "iu":
+        if not all(isinstance(v, (int, np.integer)) for v in levels):
+            # Named levels: integers are their codes, 0 .. len(levels) - 1.
+            bad = sorted(set(array[(array < 0) | (array >= len(levels))].tolist()))
+            if bad:
+                raise DataError(
+                    f"Column '{name}' holds code(s) {bad[:10]} unseen in training (levels "
+                    f"{list(levels)}, codes 0..{len(levels) - 1}). Drop those rows, give the "
+                    "labels as a category, or refit with them."
+                )
+            return array, levels
         unseen = sorted(set(np.unique(array).tolist()) - set(levels))
         if unseen:
             raise DataError(
                 f"Column '{name}' holds level(s) {unseen} unseen in training (levels "
                 f"{list(levels)}). Drop those rows or refit with them."
             )
+        if tuple(levels) != tuple(range(len(levels))):  # integer labels: their codes
+            codes = pd.Categorical(array, categories=list(levels)).codes
+            return np.asarray(codes, np.int32), levels
     return array, None
 
 
@@ -197,6 +220,33 @@ def drop_missing(
         else:
             also = np.asarray(also)[keep]
     return data, also, rows
+
+
+def site_levels(program: Any) -> dict[str, tuple]:
+    """``{site: levels}`` a program declares for its discrete sites (code ``k`` is
+    ``levels[k]``), so a table's labels become the codes its mechanisms were fitted on.
+
+    A program declares them in a ``levels`` attribute (a mapping); a wrapper is looked
+    through where it keeps its program in ``base_model`` (a fit) or ``fn`` (a NumPyro
+    handler, a mechanism intervention). A program that declares none gives ``{}``.
+
+    Examples
+    --------
+    >>> class Program:
+    ...     levels = {"k": ("a", "b")}
+    ...     def __call__(self, n=1): ...
+    >>> site_levels(Program()), site_levels(lambda n=1: None)
+    ({'k': ('a', 'b')}, {})
+    """
+    for _ in range(16):  # wrappers of wrappers; a cycle of them is not worth following
+        levels = getattr(program, "levels", None)
+        if isinstance(levels, Mapping):
+            return {str(k): tuple(v) for k, v in levels.items()}
+        inner = getattr(program, "base_model", None) or getattr(program, "fn", None)
+        if inner is None or inner is program:
+            return {}
+        program = inner
+    return {}
 
 
 def site_types(data: Any) -> dict[str, str]:

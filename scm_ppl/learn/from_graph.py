@@ -129,6 +129,13 @@ class GraphSCM:
                 values[node] = numpyro.sample(node, self._law(node, choice.family, feats, n))
         return values
 
+    @property
+    def levels(self) -> dict[str, tuple]:
+        """``{node: levels}`` of the discrete nodes, as in training (code ``k`` is
+        ``levels[k]``): queries read a table's labels through them, and refuse a level the
+        mechanisms were not fitted on (:func:`~scm_ppl.core.frames.site_levels`)."""
+        return {n: s["levels"] for n, s in self.stats.items() if s["type"] != "continuous"}
+
     def _param(self, node: str, name: str, **kw: Any) -> Any:
         return numpyro.param(f"{node}.{name}", jnp.asarray(self.params[f"{node}.{name}"]), **kw)
 

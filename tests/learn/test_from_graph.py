@@ -106,3 +106,42 @@ def test_missing_values_and_settings():
         scm_from_graph(GRAPH, df.dropna(), mechanisms={"b": "linear"})
     with pytest.raises(SettingsError, match="mechanisms= must be 'auto'"):
         scm_from_graph(GRAPH, df.dropna(), mechanisms="mlp")
+
+
+def test_query_time_levels_follow_training_and_unseen_ones_are_refused():
+    """Labels are coded as in training whatever the evidence table's own category order;
+    a level the mechanisms never saw is an error naming the column, level and levels."""
+    import types
+
+    from scm_ppl import counterfactual
+    from scm_ppl.core.frames import site_levels
+
+    rng = np.random.default_rng(0)
+    k = rng.integers(0, 3, 300)
+    df = pd.DataFrame({
+        "k": pd.Categorical(np.array(["a", "b", "c"])[k]),
+        "y": 2.0 * k + 0.1 * rng.normal(size=300),
+    })  # fmt: skip
+    model = scm_from_graph(nx.DiGraph([("k", "y")]), df)
+    assert model.levels == {"k": ("a", "b", "c")}
+    assert site_levels(types.SimpleNamespace(base_model=model)) == model.levels  # a fit
+    kw = {"rng_key": jax.random.key(0), "model_kwargs": {"n": 2}, "num_samples": 4}
+    # Categories in another order ('c' is code 0 of this frame) and plain strings.
+    reordered = pd.DataFrame({"k": pd.Categorical(["c", "a"], ["c", "a"]), "y": [4.0, 0.0]})
+    strings = pd.DataFrame({"k": ["c", "a"], "y": [4.0, 0.0]})
+    codes = {"k": np.array([2, 0]), "y": np.array([4.0, 0.0])}
+    answers = [
+        np.asarray(counterfactual(model, ev, {"y": 1.0}, **kw).world("cf")["k"])
+        for ev in (reordered, strings, codes)
+    ]
+    assert (answers[2].reshape(-1, 2) == [2, 0]).all()  # a root keeps its factual level
+    np.testing.assert_array_equal(answers[0], answers[2])
+    np.testing.assert_array_equal(answers[1], answers[2])
+    unseen = pd.DataFrame({"k": pd.Categorical(["a", "z"]), "y": [0.1, 0.2]})
+    match = r"Column 'k' holds level\(s\) \['z'\] unseen in training \(levels \['a', 'b', 'c'\]\)"
+    with pytest.raises(DataError, match=match):
+        counterfactual(model, unseen, {"y": 1.0}, **kw)
+    with pytest.raises(DataError, match=r"'k' holds code\(s\) \[7\] unseen .*codes 0\.\.2"):
+        counterfactual(model, unseen.assign(k=[0, 7]), {"y": 1.0}, **kw)
+    with pytest.raises(DataError, match=match):
+        ett(model, "k", "y", rows=unseen, rng_key=jax.random.key(0), treated="b", control="a")
