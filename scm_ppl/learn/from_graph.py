@@ -39,7 +39,9 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from scm_ppl.core.frames import as_columns, is_frame, site_types
+from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, GraphError, SettingsError
+from scm_ppl.learn.empirical import EmpiricalRoot, RootTable, root_tables
 from scm_ppl.learn.glm import fit_family, score_family
 from scm_ppl.learn.hurdle import Hurdle
 
@@ -50,6 +52,7 @@ FAMILIES = {
     "categorical": ("softmax",),
     "continuous": ("linear", "log-linear", "hurdle"),
 }
+ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
 
 
@@ -119,12 +122,20 @@ class GraphSCM:
     params: dict[str, np.ndarray]
     stats: dict[str, dict[str, Any]]
     plate: str = "unit"
+    empirical: tuple[RootTable, ...] = ()
 
     def __call__(self, n: int = 1) -> dict[str, Any]:
         values: dict[str, Any] = {}
+        tables = {t.name: t for t in self.empirical}
+        group, known = jnp.zeros(n, jnp.int32), jnp.ones(n, bool)
         with numpyro.plate(self.plate, n):
             for node in self.order:
                 choice = self.choices[node]
+                if node in tables:  # one row of the data, drawn root by root
+                    law = EmpiricalRoot(tables[node], group, known)
+                    values[node] = numpyro.sample(node, law)
+                    group, known = tables[node].next_group(values[node], group, known)
+                    continue
                 feats = _features(self.stats, choice.parents, values, jnp)
                 values[node] = numpyro.sample(node, self._law(node, choice.family, feats, n))
         return values
@@ -172,7 +183,7 @@ class GraphSCM:
         for node in self.order:
             c = self.choices[node]
             ranked = sorted(c.scores.items(), key=lambda kv: -kv[1])
-            scores = " | ".join(f"{f} {v:.3g}" for f, v in ranked)
+            scores = " | ".join(f"{f} {v:.3g}" for f, v in ranked) or c.reason
             parents = ", ".join(c.parents) or "-"
             lines.append(f"{node}: {c.site_type} {c.family} <- {parents}; {scores}")
         return "\n".join(lines)
@@ -186,6 +197,13 @@ class GraphSCM:
             f = f"features({', '.join(c.parents)}) @ " if c.parents else ""
             lin = f"{f}param('{node}.weight') + param('{node}.bias')"
             zero = f"{f}param('{node}.zero_weight') + param('{node}.zero_bias')"
+            if c.family == "empirical":  # the training rows that match the earlier roots
+                names = [t.name for t in self.empirical]
+                given = ", ".join(names[: names.index(node)]) or "-"
+                out.append(
+                    f"        {node} = numpyro.sample({node!r}, EmpiricalRoot(rows | {given}))"
+                )
+                continue
             if not f:  # a root: no features, only the bias
                 lin, zero = f"param('{node}.bias')", f"param('{node}.zero_bias')"
             law = {
@@ -279,6 +297,7 @@ def scm_from_graph(
     validation_fraction: float = 0.2,
     seed: int = 0,
     plate: str = "unit",
+    roots: str = "model",
 ) -> GraphSCM:
     """A program with one learnable mechanism per node of ``graph``, fitted to ``data``.
 
@@ -296,6 +315,11 @@ def scm_from_graph(
     validation_fraction
         Share of rows held out to score the candidates (the chosen one is then refitted
         on every row).
+    roots
+        ``"model"``: a root gets a mechanism like any node (a law with no parents, chosen
+        by held-out likelihood). ``"empirical"``: the roots resample the data's rows
+        jointly (:mod:`scm_ppl.learn.empirical`), so covariates need no invented law and
+        keep their dependence; an observed root's abduction is exact.
 
     Examples
     --------
@@ -309,6 +333,7 @@ def scm_from_graph(
     """
     import pandas as pd
 
+    check_method(roots, ROOTS, what="roots= option")
     frame = data if is_frame(data) else pd.DataFrame(dict(data))
     columns = as_columns(frame, missing=missing)
     kinds = site_types(frame)
@@ -337,7 +362,13 @@ def scm_from_graph(
         )
         stats[name] = _stats(name, columns[name], kinds[name], cats)
     choices, params = {}, {}
+    empirical = tuple(n for n in order if roots == "empirical" and not graph.in_degree(n))
+    for node in empirical:
+        reason = f"resamples the {n} rows jointly with the roots {list(empirical)}"
+        choices[node] = MechanismChoice(node, stats[node]["type"], "empirical", (), {}, reason)
     for node in order:
+        if node in choices:
+            continue
         parents = tuple(sorted(graph.predecessors(node)))
         feats = np.asarray(_features(stats, parents, columns, np), np.float64)
         feats = np.broadcast_to(feats, (n, feats.shape[1]))
@@ -361,5 +392,11 @@ def scm_from_graph(
             params[f"{node}.{key}"] = np.asarray(value, np.float32)
         choices[node] = MechanismChoice(node, s["type"], best, parents, scores, reason)
     return GraphSCM(
-        graph=graph, order=order, choices=choices, params=params, stats=stats, plate=plate
+        graph=graph,
+        order=order,
+        choices=choices,
+        params=params,
+        stats=stats,
+        plate=plate,
+        empirical=root_tables(columns, empirical) if empirical else (),
     )
