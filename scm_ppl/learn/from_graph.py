@@ -42,6 +42,7 @@ from scm_ppl.core.frames import as_columns, is_frame, site_types
 from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, GraphError, SettingsError
 from scm_ppl.learn.empirical import EmpiricalRoot, RootTable, root_tables
+from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, score_flexible
 from scm_ppl.learn.glm import fit_family, score_family
 from scm_ppl.learn.hurdle import Hurdle
 
@@ -50,8 +51,9 @@ __all__ = ["GraphSCM", "MechanismChoice", "scm_from_graph"]
 FAMILIES = {
     "binary": ("logistic",),
     "categorical": ("softmax",),
-    "continuous": ("linear", "log-linear", "hurdle"),
+    "continuous": ("linear", "log-linear", "hurdle", *MLP_FAMILIES),
 }
+LINEAR_SPACE = ("linear", *MLP_FAMILIES)  # families on the target's own scale
 ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
 
@@ -75,7 +77,7 @@ class MechanismChoice:
     >>> choice.reason
     'takes negative values: log families excluded'
     >>> {family: round(score, 2) for family, score in choice.scores.items()}
-    {'linear': -1.32}
+    {'linear': -1.32, 'mlp': -1.37, 'mlp-loc-scale': -1.81}
     """
 
     node: str
@@ -161,6 +163,16 @@ class GraphSCM:
             return dist.BernoulliLogits(linear())
         if family == "softmax":
             return dist.CategoricalLogits(linear())
+        if family in MLP_FAMILIES:
+            names = [k.split(".", 1)[1] for k in self.params if k.split(".", 1)[0] == node]
+            p = {
+                k: self._param(
+                    node, k, **({"constraint": constraints.positive} if k == "scale" else {})
+                )
+                for k in names
+            }
+            loc, scale = mlp_loc_scale(p, feats, family)
+            return dist.Normal(s["mean"] + s["sd"] * jnp.broadcast_to(loc, (n,)), s["sd"] * scale)
         scale = self._param(node, "scale", constraint=constraints.positive) * s["sd"]
         loc = s["mean"] + s["sd"] * linear()
         if family == "linear":
@@ -197,6 +209,8 @@ class GraphSCM:
             f = f"features({', '.join(c.parents)}) @ " if c.parents else ""
             lin = f"{f}param('{node}.weight') + param('{node}.bias')"
             zero = f"{f}param('{node}.zero_weight') + param('{node}.zero_bias')"
+            hidden = f"(h := tanh({f}param('{node}.hidden_weight') + param('{node}.hidden_bias')))"
+            hidden += f" @ param('{node}.out_weight')"
             if c.family == "empirical":  # the training rows that match the earlier roots
                 names = [t.name for t in self.empirical]
                 given = ", ".join(names[: names.index(node)]) or "-"
@@ -212,6 +226,9 @@ class GraphSCM:
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "mlp": f"dist.Normal(mean + sd * ({lin} + {hidden}), sd * param('{node}.scale'))",
+                "mlp-loc-scale": f"dist.Normal(mean + sd * ({lin} + {hidden}), sd * exp("
+                f"param('{node}.scale_bias') + h @ param('{node}.scale_out')))",
             }[c.family]
             out.append(f"        {node} = numpyro.sample({node!r}, {law})")
         return "\n".join(out)
@@ -298,6 +315,7 @@ def scm_from_graph(
     seed: int = 0,
     plate: str = "unit",
     roots: str = "model",
+    flexible: bool = True,
 ) -> GraphSCM:
     """A program with one learnable mechanism per node of ``graph``, fitted to ``data``.
 
@@ -320,6 +338,9 @@ def scm_from_graph(
         by held-out likelihood). ``"empirical"``: the roots resample the data's rows
         jointly (:mod:`scm_ppl.learn.empirical`), so covariates need no invented law and
         keep their dependence; an observed root's abduction is exact.
+    flexible
+        Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
+        and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`).
 
     Examples
     --------
@@ -374,21 +395,30 @@ def scm_from_graph(
         feats = np.broadcast_to(feats, (n, feats.shape[1]))
         y, s = columns[node], stats[node]
         families, reason = _candidates(s, y)
+        if s["type"] == "continuous" and parents and flexible and held.size:
+            families = (*families, *MLP_FAMILIES)
         if node in fixed:
             families, reason = (fixed[node],), "fixed by mechanisms="
-        if s["type"] == "continuous" and families != ("linear",):
+        if s["type"] == "continuous" and not set(families) <= set(LINEAR_SPACE):
             s["mean"], s["sd"] = s["log_mean"], s["log_sd"]
+        linear = {**s, "mean": s["feature_mean"], "sd": s["feature_sd"]}
         scores = {}
         for family in families:
-            fs = (
-                {**s, "mean": s["feature_mean"], "sd": s["feature_sd"]} if family == "linear" else s
-            )
+            fs = linear if family in LINEAR_SPACE else s
+            if family in MLP_FAMILIES:
+                fitted = fit_flexible(family, feats, y, fs, train, seed)
+                scores[family] = score_flexible(family, fitted, feats[~train], y[~train], fs)
+                continue
             fitted = fit_family(family, feats[train], y[train], fs)
             scores[family] = score_family(family, fitted, feats[~train], y[~train], fs)
         best = max(scores, key=scores.__getitem__) if held.size else families[-1]
-        if best == "linear" and s["type"] == "continuous":
+        if best in LINEAR_SPACE and s["type"] == "continuous":
             s["mean"], s["sd"] = s["feature_mean"], s["feature_sd"]
-        for key, value in fit_family(best, feats, y, s).items():
+        if best in MLP_FAMILIES:
+            final = fit_flexible(best, feats, y, s, np.ones(n, bool), seed)
+        else:
+            final = fit_family(best, feats, y, s)
+        for key, value in final.items():
             params[f"{node}.{key}"] = np.asarray(value, np.float32)
         choices[node] = MechanismChoice(node, s["type"], best, parents, scores, reason)
     return GraphSCM(

@@ -85,7 +85,11 @@ def inhibit(
     mask = np.ones(scm.params[f"{child}.weight"].shape[0], np.float32)
     mask[rows] = factor
     family = scm.choices[child].family
-    prefixes = ("", "zero_") if family == "hurdle" else ("",)
+    prefixes = {
+        "hurdle": ("", "zero_"),
+        "mlp": ("", "hidden_"),
+        "mlp-loc-scale": ("", "hidden_"),
+    }.get(family, ("",))
     changes: dict[str, Any] = {}
     for prefix in prefixes:
         weight = f"{child}.{prefix}weight"
