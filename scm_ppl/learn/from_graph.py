@@ -51,8 +51,9 @@ __all__ = ["GraphSCM", "MechanismChoice", "scm_from_graph"]
 FAMILIES = {
     "binary": ("logistic",),
     "categorical": ("softmax",),
-    "continuous": ("linear", "log-linear", "hurdle", *MLP_FAMILIES),
+    "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES),
 }
+SQUARED = {"hurdle-sq": "hurdle"}  # a family on squared continuous parents too: its base
 LINEAR_SPACE = ("linear", *MLP_FAMILIES)  # families on the target's own scale
 ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
@@ -138,7 +139,8 @@ class GraphSCM:
                     values[node] = numpyro.sample(node, law)
                     group, known = tables[node].next_group(values[node], group, known)
                     continue
-                feats = _features(self.stats, choice.parents, values, jnp)
+                square = choice.family in SQUARED
+                feats = _features(self.stats, choice.parents, values, jnp, square)
                 values[node] = numpyro.sample(node, self._law(node, choice.family, feats, n))
         return values
 
@@ -179,7 +181,7 @@ class GraphSCM:
             return dist.Normal(loc, scale)
         if family == "log-linear":
             return dist.LogNormal(loc, scale)
-        return Hurdle(linear("zero_"), loc, scale)
+        return Hurdle(linear("zero_"), loc, scale)  # hurdle, hurdle-sq (squares in feats)
 
     def summary(self) -> str:
         """One line per node: type, family, parents and held-out scores.
@@ -206,7 +208,8 @@ class GraphSCM:
         out = ["def model(n=1):", f"    with numpyro.plate({self.plate!r}, n):"]
         for node in self.order:
             c = self.choices[node]
-            f = f"features({', '.join(c.parents)}) @ " if c.parents else ""
+            kind = "features_and_squares" if c.family in SQUARED else "features"
+            f = f"{kind}({', '.join(c.parents)}) @ " if c.parents else ""
             lin = f"{f}param('{node}.weight') + param('{node}.bias')"
             zero = f"{f}param('{node}.zero_weight') + param('{node}.zero_bias')"
             hidden = f"(h := tanh({f}param('{node}.hidden_weight') + param('{node}.hidden_bias')))"
@@ -226,6 +229,7 @@ class GraphSCM:
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "hurdle-sq": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "mlp": f"dist.Normal(mean + sd * ({lin} + {hidden}), sd * param('{node}.scale'))",
                 "mlp-loc-scale": f"dist.Normal(mean + sd * ({lin} + {hidden}), sd * exp("
                 f"param('{node}.scale_bias') + h @ param('{node}.scale_out')))",
@@ -234,19 +238,29 @@ class GraphSCM:
         return "\n".join(out)
 
 
-def _features(stats: Mapping, parents: tuple[str, ...], values: Mapping, xp: Any) -> Any:
-    cols = []
+def _features(
+    stats: Mapping, parents: tuple[str, ...], values: Mapping, xp: Any, square: bool = False
+) -> Any:
+    cols, squares = [], []
     for p in parents:
         s, v = stats[p], values[p]
         if s["levels"] is not None and s["type"] == "categorical":
             cols += [(v == k).astype(xp.float32) for k in range(1, len(s["levels"]))]
             continue
         cols.append((v - s["feature_mean"]) / s["feature_sd"])
+        if square and s["type"] == "continuous":
+            squares.append(cols[-1] ** 2)
         if s["zero_feature"]:
             cols.append((v == 0).astype(xp.float32))
+    cols += squares  # after every parent's own columns: inhibit finds those by position
     if not cols:
         return xp.zeros((1, 0), xp.float32)
     return xp.stack(cols, axis=-1).astype(xp.float32)
+
+
+def _squared(stats: Mapping, parents: tuple, columns: Mapping, feats: np.ndarray) -> np.ndarray:
+    out = np.asarray(_features(stats, parents, columns, np, square=True), np.float64)
+    return np.broadcast_to(out, (feats.shape[0], out.shape[1]))
 
 
 def _check_graph(graph: Any, columns: Mapping[str, Any]) -> tuple[str, ...]:
@@ -396,6 +410,8 @@ def scm_from_graph(
         y, s = columns[node], stats[node]
         families, reason = _candidates(s, y)
         if s["type"] == "continuous" and parents and flexible and held.size:
+            if "hurdle" in families and any(stats[p]["type"] == "continuous" for p in parents):
+                families = (*families, "hurdle-sq")
             families = (*families, *MLP_FAMILIES)
         if node in fixed:
             families, reason = (fixed[node],), "fixed by mechanisms="
@@ -409,13 +425,17 @@ def scm_from_graph(
                 fitted = fit_flexible(family, feats, y, fs, train, seed)
                 scores[family] = score_flexible(family, fitted, feats[~train], y[~train], fs)
                 continue
-            fitted = fit_family(family, feats[train], y[train], fs)
-            scores[family] = score_family(family, fitted, feats[~train], y[~train], fs)
+            f = _squared(stats, parents, columns, feats) if family in SQUARED else feats
+            base = SQUARED.get(family, family)
+            fitted = fit_family(base, f[train], y[train], fs)
+            scores[family] = score_family(base, fitted, f[~train], y[~train], fs)
         best = max(scores, key=scores.__getitem__) if held.size else families[-1]
         if best in LINEAR_SPACE and s["type"] == "continuous":
             s["mean"], s["sd"] = s["feature_mean"], s["feature_sd"]
         if best in MLP_FAMILIES:
             final = fit_flexible(best, feats, y, s, np.ones(n, bool), seed)
+        elif best in SQUARED:
+            final = fit_family(SQUARED[best], _squared(stats, parents, columns, feats), y, s)
         else:
             final = fit_family(best, feats, y, s)
         for key, value in final.items():

@@ -209,3 +209,21 @@ def test_flexible_candidates_win_where_the_mechanism_bends():
                          model_kwargs={"n": 2000})  # fmt: skip
     # y no longer listens to x: its spread is its own noise (0.3 +- 0.05 for the fit).
     assert float(np.asarray(out.world("do")["y"]).std()) == pytest.approx(0.3, abs=0.05)
+
+
+def test_hurdle_on_squared_parents_is_picked_where_the_log_level_bends():
+    from scm_ppl.errors import InterventionError
+    from scm_ppl.learn import inhibit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1000)
+    zero = rng.random(1000) < 0.3
+    y = np.where(zero, 0.0, np.exp(1.0 + 0.8 * x**2 + 0.3 * rng.normal(size=1000)))
+    model = scm_from_graph(nx.DiGraph([("x", "y")]), pd.DataFrame({"x": x, "y": y}))
+    scores = model.choices["y"].scores
+    assert model.choices["y"].family == "hurdle-sq" and scores["hurdle-sq"] > scores["hurdle"]
+    assert "features_and_squares(x)" in model.source()
+    with pytest.raises(
+        InterventionError, match=r"hurdle-sq mechanism .*mechanisms=\{'y': 'hurdle'\}"
+    ):
+        inhibit(model, "y", "x")
