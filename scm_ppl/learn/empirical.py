@@ -43,9 +43,11 @@ class RootTable:
 
     ``values``: the column of the rows sorted by all roots in order; ``groups``: the group
     of each sorted row by its earlier roots (nondecreasing); ``keys``: ``group * levels +
-    rank(value)`` (nondecreasing); ``uniques``: the column's distinct values; ``next_keys``:
-    the distinct ``keys`` (their index is the group of the next root); ``marginal``: the
-    column sorted alone.
+    rank(value)`` (nondecreasing); ``uniques``: the column's ``levels`` distinct values;
+    ``next_keys``: the distinct ``keys`` (their index is the group of the next root);
+    ``marginal``: the column sorted alone. ``uniques`` and ``next_keys`` are padded to one
+    entry per row (``inf``, the largest int32), so every root's look-ups have the same
+    shapes and compile once for all roots.
     """
 
     name: str
@@ -53,20 +55,51 @@ class RootTable:
     groups: np.ndarray
     keys: np.ndarray
     uniques: np.ndarray
+    levels: np.ndarray
     next_keys: np.ndarray
     marginal: np.ndarray
 
     def next_group(self, value: Any, group: Any, known: Any) -> tuple[jax.Array, jax.Array]:
         """The group of the next root given this root's ``value``; ``known`` is False once
         the earlier roots form a combination no training row holds."""
-        uniques, next_keys = jnp.asarray(self.uniques), jnp.asarray(self.next_keys)
-        value = jnp.asarray(value, uniques.dtype)
-        rank = jnp.searchsorted(uniques, value)
-        hit = uniques[jnp.clip(rank, 0, len(self.uniques) - 1)] == value
-        key = group * len(self.uniques) + rank
-        nxt = jnp.searchsorted(next_keys, key)
-        hit = hit & (next_keys[jnp.clip(nxt, 0, len(self.next_keys) - 1)] == key)
-        return nxt.astype(jnp.int32), known & hit
+        return _next_group(self.uniques, self.levels, self.next_keys, value, group, known)
+
+
+@jax.jit
+def _next_group(uniques, levels, next_keys, value, group, known):
+    value = jnp.asarray(value, uniques.dtype)
+    rank = jnp.searchsorted(uniques, value)
+    hit = uniques[jnp.clip(rank, 0, uniques.shape[0] - 1)] == value
+    key = group * levels + rank
+    nxt = jnp.searchsorted(next_keys, key)
+    hit = hit & (next_keys[jnp.clip(nxt, 0, next_keys.shape[0] - 1)] == key)
+    return nxt.astype(jnp.int32), known & hit
+
+
+@jax.jit
+def _block(groups, group, known):
+    lo = jnp.searchsorted(groups, group, side="left")
+    hi = jnp.searchsorted(groups, group, side="right")
+    return lo, hi, known & (hi > lo)
+
+
+@jax.jit
+def _steps(keys, uniques, levels, marginal, group, lo, known, value):
+    value = jnp.asarray(value, uniques.dtype)
+    base = group * levels
+    below = jnp.searchsorted(keys, base + jnp.searchsorted(uniques, value, side="left"))
+    upto = jnp.searchsorted(keys, base + jnp.searchsorted(uniques, value, side="right"))
+    m_below = jnp.searchsorted(marginal, value, side="left")
+    m_upto = jnp.searchsorted(marginal, value, side="right")
+    return jnp.where(known, below - lo, m_below), jnp.where(known, upto - lo, m_upto)
+
+
+@jax.jit
+def _forward(values, marginal, lo, hi, known, u):
+    size = jnp.where(known, hi - lo, marginal.shape[0])
+    pos = jnp.clip(jnp.floor(u * size).astype(jnp.int32), 0, size - 1)
+    cond = values[jnp.clip(lo + pos, 0, values.shape[0] - 1)]
+    return jnp.where(known, cond, marginal[pos])
 
 
 def root_tables(columns: dict[str, np.ndarray], roots: tuple[str, ...]) -> tuple[RootTable, ...]:
@@ -100,8 +133,11 @@ def root_tables(columns: dict[str, np.ndarray], roots: tuple[str, ...]) -> tuple
                 values=values,
                 groups=groups.astype(np.int32),
                 keys=keys.astype(np.int32),
-                uniques=uniques,
-                next_keys=next_keys.astype(np.int32),
+                uniques=np.pad(uniques, (0, n - len(uniques)), constant_values=np.inf),
+                levels=np.asarray(len(uniques), np.int32),
+                next_keys=np.pad(
+                    next_keys.astype(np.int32), (0, n - len(next_keys)), constant_values=_INT32
+                ),
                 marginal=np.sort(column),
             )
         )
@@ -131,11 +167,9 @@ class EmpiricalRoot(dist.Distribution):
 
     def __init__(self, table: RootTable, group: Any, known: Any, *, validate_args: Any = None):
         self.table = table
-        self.group, self.known = jnp.broadcast_arrays(jnp.asarray(group), jnp.asarray(known))
-        groups = jnp.asarray(table.groups)
-        self.lo = jnp.searchsorted(groups, self.group, side="left")
-        self.hi = jnp.searchsorted(groups, self.group, side="right")
-        self.known = self.known & (self.hi > self.lo)
+        group, known = jnp.broadcast_arrays(jnp.asarray(group), jnp.asarray(known))
+        self.group = group
+        self.lo, self.hi, self.known = _block(table.groups, group, known)
         super().__init__(batch_shape=jnp.shape(self.group), validate_args=validate_args)
 
     def _size(self) -> jax.Array:
@@ -145,29 +179,13 @@ class EmpiricalRoot(dist.Distribution):
         """Rows before ``value`` and up to it in the unit's sorted rows: ``value`` takes
         the noise step ``[below, upto) / count``."""
         t = self.table
-        value = jnp.asarray(value, t.values.dtype)
-        keys, uniques, marginal = (
-            jnp.asarray(t.keys),
-            jnp.asarray(t.uniques),
-            jnp.asarray(t.marginal),
-        )
-        base = self.group * len(t.uniques)
-        below = jnp.searchsorted(keys, base + jnp.searchsorted(uniques, value, side="left"))
-        upto = jnp.searchsorted(keys, base + jnp.searchsorted(uniques, value, side="right"))
-        m_below = jnp.searchsorted(marginal, value, side="left")
-        m_upto = jnp.searchsorted(marginal, value, side="right")
-        return (
-            jnp.where(self.known, below - self.lo, m_below),
-            jnp.where(self.known, upto - self.lo, m_upto),
+        return _steps(
+            t.keys, t.uniques, t.levels, t.marginal, self.group, self.lo, self.known, value
         )
 
     def forward(self, u: Any) -> jax.Array:
-        size = self._size()
-        pos = jnp.clip(jnp.floor(jnp.asarray(u) * size).astype(jnp.int32), 0, size - 1)
-        cond = jnp.asarray(self.table.values)[
-            jnp.clip(self.lo + pos, 0, len(self.table.values) - 1)
-        ]
-        return jnp.where(self.known, cond, jnp.asarray(self.table.marginal)[pos])
+        t = self.table
+        return _forward(t.values, t.marginal, self.lo, self.hi, self.known, jnp.asarray(u))
 
     def sample(self, key: jax.Array | None, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         assert key is not None  # numpyro passes a key to every sample call

@@ -354,7 +354,8 @@ def scm_from_graph(
         keep their dependence; an observed root's abduction is exact.
     flexible
         Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
-        and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`).
+        and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`),
+        except where the data have many exact zeros (a Normal net puts no mass there).
 
     Examples
     --------
@@ -412,7 +413,8 @@ def scm_from_graph(
         if s["type"] == "continuous" and parents and flexible and held.size:
             if "hurdle" in families and any(stats[p]["type"] == "continuous" for p in parents):
                 families = (*families, "hurdle-sq")
-            families = (*families, *MLP_FAMILIES)
+            if s["zero_share"] < ZERO_SHARE:  # a Normal net puts no mass at zero: no contest
+                families = (*families, *MLP_FAMILIES)
         if node in fixed:
             families, reason = (fixed[node],), "fixed by mechanisms="
         if s["type"] == "continuous" and not set(families) <= set(LINEAR_SPACE):
