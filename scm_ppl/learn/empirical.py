@@ -15,6 +15,12 @@ package's discrete sites, over the conditional rows. An observed root's noise is
 its own step, so it replays to its own value in every world in which its earlier roots keep
 theirs: abduction of an observed root is trivial and exact. Earlier roots set to a
 combination no row holds (an intervention, a new unit) fall back to the column's marginal.
+
+**What it cannot do.** The law is the training rows and nothing else: a new unit whose root
+value no training row holds (an age of 33.5 where the rows have integers, a fresh earnings
+figure) has probability zero, and a query on it says so and lists the units
+(``ett(..., impossible="drop")`` drops them with a count). Ask about units beyond the
+training rows with ``roots="model"``.
 """
 
 from __future__ import annotations

@@ -351,7 +351,8 @@ def scm_from_graph(
         ``"model"``: a root gets a mechanism like any node (a law with no parents, chosen
         by held-out likelihood). ``"empirical"``: the roots resample the data's rows
         jointly (:mod:`scm_ppl.learn.empirical`), so covariates need no invented law and
-        keep their dependence; an observed root's abduction is exact.
+        keep their dependence; an observed root's abduction is exact. A root value that
+        no training row holds then has probability zero (new units: use ``"model"``).
     flexible
         Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
         and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`),
