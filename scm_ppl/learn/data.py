@@ -21,7 +21,7 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 
-from scm_ppl.core.frames import as_columns
+from scm_ppl.core.frames import MISSING, as_columns, drop_missing
 from scm_ppl.core.program import ProgramInfo, inspect_program
 from scm_ppl.core.validate import (
     check_method,
@@ -55,6 +55,7 @@ class Data(NamedTuple):
     regimes: list[Regime]
     latent: tuple[str, ...]
     info: ProgramInfo
+    dropped: int = 0  # rows dropped for missing values (missing="drop")
 
 
 class Structure(NamedTuple):
@@ -173,7 +174,8 @@ def _check_finite(columns: Mapping[str, np.ndarray]) -> None:
             if bad:
                 raise DataError(
                     f"Data for '{name}' hold {bad} NaN/inf value(s) out of {array.size}; drop "
-                    "those rows or impute them before fitting."
+                    "those rows or impute them before fitting (missing='drop' drops rows with "
+                    "NaN, with a warning and the count on the fit)."
                 )
 
 
@@ -310,7 +312,10 @@ def prepare(
     plate: str,
     size_arg: str,
     kwargs: dict[str, Any],
+    missing: str = "raise",
 ) -> Data:
+    check_method(missing, MISSING, what="missing= policy")
+    data, regime, dropped = drop_missing(data, missing, also=regime, stacklevel=4)
     columns = _columns(data)
     n = len(next(iter(columns.values())))
     _check_size_arg(model, size_arg, plate)
@@ -319,7 +324,9 @@ def prepare(
     _check_finite(columns)
     regimes, labels = parse_regimes(info, columns, interventions, regime, n)
     latent = _check_latent(info, columns, latent, plate, regimes, labels)
-    return Data(columns=columns, labels=labels, regimes=regimes, latent=latent, info=info)
+    return Data(
+        columns=columns, labels=labels, regimes=regimes, latent=latent, info=info, dropped=dropped
+    )
 
 
 def discover(model: Callable, plate: str, size_arg: str, kwargs: dict, key: jax.Array) -> Structure:

@@ -351,6 +351,7 @@ def fit(
     progress: bool | None = None,
     icm_penalty: float = 0.0,
     icm_pairs: Sequence[Sequence[str]] | None = None,
+    missing: str = "raise",
 ) -> FittedSCM:
     """Learn a program's mechanisms from observational and interventional data.
 
@@ -416,6 +417,9 @@ def fit(
         mechanism's parameter (the statistics of its output for white input:
         ``W1 W1ᵀ``). Default: every successive pair of linear/conv layers the program
         registers (2-D params, Equinox layers), first to second as parameters.
+    missing
+        ``"raise"``: NaN or missing values are refused (count and columns). ``"drop"``:
+        those rows are dropped with a warning; ``settings["dropped_rows"]`` keeps the count.
 
     Returns
     -------
@@ -469,7 +473,7 @@ def fit(
         raise SettingsError(
             f"model_kwargs sets {size_arg!r}, which fit sets to the number of rows; drop it."
         )
-    prepared = prepare(model, data, interventions, regime, latent, plate, size_arg, kwargs)
+    prepared = prepare(model, data, interventions, regime, latent, plate, size_arg, kwargs, missing)
     key = jax.random.key(0) if rng_key is None else rng_key
     init_key, split_key, run_key = jax.random.split(key, 3)
     structure = discover(model, plate, size_arg, kwargs, init_key)
@@ -507,6 +511,7 @@ def fit(
         "model_kwargs": json_kwargs,
         "latent": list(prepared.latent),
         "num_rows": len(prepared.labels),
+        "dropped_rows": prepared.dropped,
         "rows_per_regime": {str(k): int(np.sum(prepared.labels == k)) for k in labels},
         "validation_rows": sum(num_rows(v) for v in valid),
         "interventions": [describe_regime(spec) for spec in prepared.regimes],

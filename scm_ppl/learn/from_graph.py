@@ -39,7 +39,10 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from scm_ppl.core.frames import as_columns, is_frame, site_types
+from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, GraphError, SettingsError
+from scm_ppl.learn.empirical import EmpiricalRoot, RootTable, root_tables
+from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, score_flexible
 from scm_ppl.learn.glm import fit_family, score_family
 from scm_ppl.learn.hurdle import Hurdle
 
@@ -48,8 +51,11 @@ __all__ = ["GraphSCM", "MechanismChoice", "scm_from_graph"]
 FAMILIES = {
     "binary": ("logistic",),
     "categorical": ("softmax",),
-    "continuous": ("linear", "log-linear", "hurdle"),
+    "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES),
 }
+SQUARED = {"hurdle-sq": "hurdle"}  # a family on squared continuous parents too: its base
+LINEAR_SPACE = ("linear", *MLP_FAMILIES)  # families on the target's own scale
+ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
 
 
@@ -72,7 +78,7 @@ class MechanismChoice:
     >>> choice.reason
     'takes negative values: log families excluded'
     >>> {family: round(score, 2) for family, score in choice.scores.items()}
-    {'linear': -1.32}
+    {'linear': -1.32, 'mlp': -1.37, 'mlp-loc-scale': -1.81}
     """
 
     node: str
@@ -119,15 +125,31 @@ class GraphSCM:
     params: dict[str, np.ndarray]
     stats: dict[str, dict[str, Any]]
     plate: str = "unit"
+    empirical: tuple[RootTable, ...] = ()
 
     def __call__(self, n: int = 1) -> dict[str, Any]:
         values: dict[str, Any] = {}
+        tables = {t.name: t for t in self.empirical}
+        group, known = jnp.zeros(n, jnp.int32), jnp.ones(n, bool)
         with numpyro.plate(self.plate, n):
             for node in self.order:
                 choice = self.choices[node]
-                feats = _features(self.stats, choice.parents, values, jnp)
+                if node in tables:  # one row of the data, drawn root by root
+                    law = EmpiricalRoot(tables[node], group, known)
+                    values[node] = numpyro.sample(node, law)
+                    group, known = tables[node].next_group(values[node], group, known)
+                    continue
+                square = choice.family in SQUARED
+                feats = _features(self.stats, choice.parents, values, jnp, square)
                 values[node] = numpyro.sample(node, self._law(node, choice.family, feats, n))
         return values
+
+    @property
+    def levels(self) -> dict[str, tuple]:
+        """``{node: levels}`` of the discrete nodes, as in training (code ``k`` is
+        ``levels[k]``): queries read a table's labels through them, and refuse a level the
+        mechanisms were not fitted on (:func:`~scm_ppl.core.frames.site_levels`)."""
+        return {n: s["levels"] for n, s in self.stats.items() if s["type"] != "continuous"}
 
     def _param(self, node: str, name: str, **kw: Any) -> Any:
         return numpyro.param(f"{node}.{name}", jnp.asarray(self.params[f"{node}.{name}"]), **kw)
@@ -143,13 +165,23 @@ class GraphSCM:
             return dist.BernoulliLogits(linear())
         if family == "softmax":
             return dist.CategoricalLogits(linear())
+        if family in MLP_FAMILIES:
+            names = [k.split(".", 1)[1] for k in self.params if k.split(".", 1)[0] == node]
+            p = {
+                k: self._param(
+                    node, k, **({"constraint": constraints.positive} if k == "scale" else {})
+                )
+                for k in names
+            }
+            loc, scale = mlp_loc_scale(p, feats, family)
+            return dist.Normal(s["mean"] + s["sd"] * jnp.broadcast_to(loc, (n,)), s["sd"] * scale)
         scale = self._param(node, "scale", constraint=constraints.positive) * s["sd"]
         loc = s["mean"] + s["sd"] * linear()
         if family == "linear":
             return dist.Normal(loc, scale)
         if family == "log-linear":
             return dist.LogNormal(loc, scale)
-        return Hurdle(linear("zero_"), loc, scale)
+        return Hurdle(linear("zero_"), loc, scale)  # hurdle, hurdle-sq (squares in feats)
 
     def summary(self) -> str:
         """One line per node: type, family, parents and held-out scores.
@@ -165,7 +197,7 @@ class GraphSCM:
         for node in self.order:
             c = self.choices[node]
             ranked = sorted(c.scores.items(), key=lambda kv: -kv[1])
-            scores = " | ".join(f"{f} {v:.3g}" for f, v in ranked)
+            scores = " | ".join(f"{f} {v:.3g}" for f, v in ranked) or c.reason
             parents = ", ".join(c.parents) or "-"
             lines.append(f"{node}: {c.site_type} {c.family} <- {parents}; {scores}")
         return "\n".join(lines)
@@ -176,9 +208,19 @@ class GraphSCM:
         out = ["def model(n=1):", f"    with numpyro.plate({self.plate!r}, n):"]
         for node in self.order:
             c = self.choices[node]
-            f = f"features({', '.join(c.parents)}) @ " if c.parents else ""
+            kind = "features_and_squares" if c.family in SQUARED else "features"
+            f = f"{kind}({', '.join(c.parents)}) @ " if c.parents else ""
             lin = f"{f}param('{node}.weight') + param('{node}.bias')"
             zero = f"{f}param('{node}.zero_weight') + param('{node}.zero_bias')"
+            hidden = f"(h := tanh({f}param('{node}.hidden_weight') + param('{node}.hidden_bias')))"
+            hidden += f" @ param('{node}.out_weight')"
+            if c.family == "empirical":  # the training rows that match the earlier roots
+                names = [t.name for t in self.empirical]
+                given = ", ".join(names[: names.index(node)]) or "-"
+                out.append(
+                    f"        {node} = numpyro.sample({node!r}, EmpiricalRoot(rows | {given}))"
+                )
+                continue
             if not f:  # a root: no features, only the bias
                 lin, zero = f"param('{node}.bias')", f"param('{node}.zero_bias')"
             law = {
@@ -187,24 +229,38 @@ class GraphSCM:
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "hurdle-sq": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "mlp": f"dist.Normal(mean + sd * ({lin} + {hidden}), sd * param('{node}.scale'))",
+                "mlp-loc-scale": f"dist.Normal(mean + sd * ({lin} + {hidden}), sd * exp("
+                f"param('{node}.scale_bias') + h @ param('{node}.scale_out')))",
             }[c.family]
             out.append(f"        {node} = numpyro.sample({node!r}, {law})")
         return "\n".join(out)
 
 
-def _features(stats: Mapping, parents: tuple[str, ...], values: Mapping, xp: Any) -> Any:
-    cols = []
+def _features(
+    stats: Mapping, parents: tuple[str, ...], values: Mapping, xp: Any, square: bool = False
+) -> Any:
+    cols, squares = [], []
     for p in parents:
         s, v = stats[p], values[p]
         if s["levels"] is not None and s["type"] == "categorical":
             cols += [(v == k).astype(xp.float32) for k in range(1, len(s["levels"]))]
             continue
         cols.append((v - s["feature_mean"]) / s["feature_sd"])
+        if square and s["type"] == "continuous":
+            squares.append(cols[-1] ** 2)
         if s["zero_feature"]:
             cols.append((v == 0).astype(xp.float32))
+    cols += squares  # after every parent's own columns: inhibit finds those by position
     if not cols:
         return xp.zeros((1, 0), xp.float32)
     return xp.stack(cols, axis=-1).astype(xp.float32)
+
+
+def _squared(stats: Mapping, parents: tuple, columns: Mapping, feats: np.ndarray) -> np.ndarray:
+    out = np.asarray(_features(stats, parents, columns, np, square=True), np.float64)
+    return np.broadcast_to(out, (feats.shape[0], out.shape[1]))
 
 
 def _check_graph(graph: Any, columns: Mapping[str, Any]) -> tuple[str, ...]:
@@ -272,6 +328,8 @@ def scm_from_graph(
     validation_fraction: float = 0.2,
     seed: int = 0,
     plate: str = "unit",
+    roots: str = "model",
+    flexible: bool = True,
 ) -> GraphSCM:
     """A program with one learnable mechanism per node of ``graph``, fitted to ``data``.
 
@@ -289,6 +347,16 @@ def scm_from_graph(
     validation_fraction
         Share of rows held out to score the candidates (the chosen one is then refitted
         on every row).
+    roots
+        ``"model"``: a root gets a mechanism like any node (a law with no parents, chosen
+        by held-out likelihood). ``"empirical"``: the roots resample the data's rows
+        jointly (:mod:`scm_ppl.learn.empirical`), so covariates need no invented law and
+        keep their dependence; an observed root's abduction is exact. A root value that
+        no training row holds then has probability zero (new units: use ``"model"``).
+    flexible
+        Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
+        and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`),
+        except where the data have many exact zeros (a Normal net puts no mass there).
 
     Examples
     --------
@@ -302,6 +370,7 @@ def scm_from_graph(
     """
     import pandas as pd
 
+    check_method(roots, ROOTS, what="roots= option")
     frame = data if is_frame(data) else pd.DataFrame(dict(data))
     columns = as_columns(frame, missing=missing)
     kinds = site_types(frame)
@@ -330,29 +399,57 @@ def scm_from_graph(
         )
         stats[name] = _stats(name, columns[name], kinds[name], cats)
     choices, params = {}, {}
+    empirical = tuple(n for n in order if roots == "empirical" and not graph.in_degree(n))
+    for node in empirical:
+        reason = f"resamples the {n} rows jointly with the roots {list(empirical)}"
+        choices[node] = MechanismChoice(node, stats[node]["type"], "empirical", (), {}, reason)
     for node in order:
+        if node in choices:
+            continue
         parents = tuple(sorted(graph.predecessors(node)))
         feats = np.asarray(_features(stats, parents, columns, np), np.float64)
         feats = np.broadcast_to(feats, (n, feats.shape[1]))
         y, s = columns[node], stats[node]
         families, reason = _candidates(s, y)
+        if s["type"] == "continuous" and parents and flexible and held.size:
+            if "hurdle" in families and any(stats[p]["type"] == "continuous" for p in parents):
+                families = (*families, "hurdle-sq")
+            if s["zero_share"] < ZERO_SHARE:  # a Normal net puts no mass at zero: no contest
+                families = (*families, *MLP_FAMILIES)
         if node in fixed:
             families, reason = (fixed[node],), "fixed by mechanisms="
-        if s["type"] == "continuous" and families != ("linear",):
+        if s["type"] == "continuous" and not set(families) <= set(LINEAR_SPACE):
             s["mean"], s["sd"] = s["log_mean"], s["log_sd"]
+        linear = {**s, "mean": s["feature_mean"], "sd": s["feature_sd"]}
         scores = {}
         for family in families:
-            fs = (
-                {**s, "mean": s["feature_mean"], "sd": s["feature_sd"]} if family == "linear" else s
-            )
-            fitted = fit_family(family, feats[train], y[train], fs)
-            scores[family] = score_family(family, fitted, feats[~train], y[~train], fs)
+            fs = linear if family in LINEAR_SPACE else s
+            if family in MLP_FAMILIES:
+                fitted = fit_flexible(family, feats, y, fs, train, seed)
+                scores[family] = score_flexible(family, fitted, feats[~train], y[~train], fs)
+                continue
+            f = _squared(stats, parents, columns, feats) if family in SQUARED else feats
+            base = SQUARED.get(family, family)
+            fitted = fit_family(base, f[train], y[train], fs)
+            scores[family] = score_family(base, fitted, f[~train], y[~train], fs)
         best = max(scores, key=scores.__getitem__) if held.size else families[-1]
-        if best == "linear" and s["type"] == "continuous":
+        if best in LINEAR_SPACE and s["type"] == "continuous":
             s["mean"], s["sd"] = s["feature_mean"], s["feature_sd"]
-        for key, value in fit_family(best, feats, y, s).items():
+        if best in MLP_FAMILIES:
+            final = fit_flexible(best, feats, y, s, np.ones(n, bool), seed)
+        elif best in SQUARED:
+            final = fit_family(SQUARED[best], _squared(stats, parents, columns, feats), y, s)
+        else:
+            final = fit_family(best, feats, y, s)
+        for key, value in final.items():
             params[f"{node}.{key}"] = np.asarray(value, np.float32)
         choices[node] = MechanismChoice(node, s["type"], best, parents, scores, reason)
     return GraphSCM(
-        graph=graph, order=order, choices=choices, params=params, stats=stats, plate=plate
+        graph=graph,
+        order=order,
+        choices=choices,
+        params=params,
+        stats=stats,
+        plate=plate,
+        empirical=root_tables(columns, empirical) if empirical else (),
     )

@@ -80,12 +80,21 @@ def inhibit(
             f"have one weight row per parent feature; got {type(scm).__name__}. For another "
             "program, use do_mechanism on its parameters."
         )
+    if scm.choices[child].family == "hurdle-sq":
+        raise InterventionError(
+            f"inhibit: '{child}' has the hurdle-sq mechanism (squared parents), whose parent "
+            f"rows do not scale as one; refit with mechanisms={{{child!r}: 'hurdle'}}."
+        )
     rows = _rows(scm, child, parent)
     s = scm.stats[parent]
     mask = np.ones(scm.params[f"{child}.weight"].shape[0], np.float32)
     mask[rows] = factor
     family = scm.choices[child].family
-    prefixes = ("", "zero_") if family == "hurdle" else ("",)
+    prefixes = {
+        "hurdle": ("", "zero_"),
+        "mlp": ("", "hidden_"),
+        "mlp-loc-scale": ("", "hidden_"),
+    }.get(family, ("",))
     changes: dict[str, Any] = {}
     for prefix in prefixes:
         weight = f"{child}.{prefix}weight"

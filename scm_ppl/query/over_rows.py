@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from scm_ppl.core.frames import as_columns
+from scm_ppl.core.frames import as_columns, site_levels
 from scm_ppl.core.validate import check_method, positive_int
 from scm_ppl.errors import DataWarning, EstimandError, EvidenceError
 from scm_ppl.query.queries import counterfactual
@@ -163,7 +163,7 @@ def effect_over_rows(
     fits = [models] if callable(models) else list(models)
     if not fits:
         raise EstimandError("models= is an empty sequence; give one fitted program or more.")
-    columns = as_columns(rows, what="rows")
+    columns = as_columns(rows, what="rows", levels=site_levels(fits[0]))
     if not isinstance(columns, dict) or treatment not in columns or outcome not in columns:
         raise EstimandError(
             f"rows must be a DataFrame or mapping with columns '{treatment}' and '{outcome}' "

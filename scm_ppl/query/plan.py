@@ -18,7 +18,7 @@ import jax
 import networkx as nx
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.frames import as_columns
+from scm_ppl.core.frames import as_columns, site_levels
 from scm_ppl.core.handlers import do
 from scm_ppl.core.intervention import Intervention, as_intervention, as_interventions
 from scm_ppl.core.prng import as_query_key
@@ -164,7 +164,8 @@ def plan_query(
     )
     check_chunk_size(chunk_size)
     args, kwargs = tuple(model_args), as_kwargs(model_kwargs)
-    evidence = as_columns(evidence, what="evidence")  # a DataFrame: one row per unit
+    # A DataFrame: one row per unit; labels coded as the program's mechanisms were fitted.
+    evidence = as_columns(evidence, what="evidence", levels=site_levels(model))
     info = inspect_program(model, args, kwargs)
     common = {"model": model, "args": args, "kwargs": kwargs, "info": info}
     if isinstance(interventions, Mapping) and not interventions:

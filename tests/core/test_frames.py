@@ -12,7 +12,7 @@ import pytest
 
 from scm_ppl import counterfactual
 from scm_ppl.core.frames import as_columns, site_types, to_frame
-from scm_ppl.errors import DataError, DataWarning
+from scm_ppl.errors import DataError, DataWarning, SettingsError
 
 
 def model(n=1):
@@ -90,3 +90,34 @@ def test_queries_and_fit_refuse_nan_in_a_frame():
         counterfactual(model, df, {"x": 1.0}, rng_key=jax.random.key(0))
     with pytest.raises(DataError, match=r"data table holds missing values"):
         fit(model, df)
+
+
+def test_fit_drops_missing_rows_on_request_and_records_the_count():
+    """missing='drop' on a DataFrame and on a dict (with regime tags dropped alongside)."""
+    from scm_ppl import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = 2.0 * x + rng.normal(size=200)
+    x[[3, 7]] = np.nan
+    y[7] = np.nan
+    y[11] = np.nan  # rows 3, 7, 11: three rows, per column x: 2, y: 2
+    df = pd.DataFrame({"x": x, "y": y})
+    kw = {"num_epochs": 2, "batch_size": None, "progress": False}
+    with pytest.raises(DataError, match=r"3 row\(s\): per column \{'x': 2, 'y': 2\}.*'drop'"):
+        fit(model, df, **kw)
+    with pytest.raises(DataError, match=r"'x' hold 2 NaN/inf value\(s\).*missing='drop'"):
+        fit(model, {"x": x, "y": y}, **kw)
+    with pytest.warns(DataWarning, match=r"Dropped 3 of 200 row\(s\) of the data table"):
+        from_frame = fit(model, df, missing="drop", **kw)
+    assert from_frame.settings["dropped_rows"] == 3 and from_frame.settings["num_rows"] == 197
+    regime = np.full(200, -1)
+    with pytest.warns(DataWarning, match="Dropped 3 of 200"):
+        from_dict = fit(
+            model, {"x": x, "y": y}, missing="drop", interventions=[], regime=regime, **kw
+        )
+    assert from_dict.settings["dropped_rows"] == 3
+    with pytest.raises(SettingsError, match=r"Unknown missing= policy 'mean'"):
+        fit(model, df, missing="mean", **kw)
+    clean = fit(model, df.dropna(), **kw)
+    assert clean.settings["dropped_rows"] == 0
