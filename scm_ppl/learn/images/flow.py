@@ -142,7 +142,10 @@ class ImageFlow(eqx.Module):
 
     def inverse(self, image: jax.Array, condition: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(u (784,), log |det du/dimage|)`` of one image."""
-        p = ALPHA + (1.0 - 2.0 * ALPHA) * image
+        # A counterfactual image can saturate the sigmoid (x = -a / (1 - 2a) exactly in
+        # float32); abducting it again (reversibility) must stay finite. Images on [0, 1]
+        # never reach the clip, so the bijection is untouched where data live.
+        p = jnp.clip(ALPHA + (1.0 - 2.0 * ALPHA) * image, 1e-7, 1.0 - 1e-7)
         y = jnp.log(p) - jnp.log1p(-p)
         logdet = jnp.sum(jnp.log1p(-2.0 * ALPHA) - jnp.log(p) - jnp.log1p(-p))
         h, scale = y[None], 0
