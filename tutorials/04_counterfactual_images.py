@@ -223,11 +223,11 @@ print("saved", path.relative_to(HERE.parent))
 #   decoder entangles the two parents, as it did on the synthetic bars this tutorial used
 #   before.
 # * **Intensity effectiveness passes** (MAE 7.4, goal 8).
-# * **Extrapolation fails**: asked for 6 px (thicker than every training digit; 99 % of them are under 4.3 px), the
-#   digits measure 5.0 px on average, many of them blobs whose "thickness" (16 px above)
-#   is not a stroke's. Nothing in the learned decoder's training tells it what a 6 px
-#   stroke of this digit looks like; the seed paper's independence penalty is the tool
-#   meant for this, not yet tried here.
+# * **Extrapolation fails**: asked for 6 px (thicker than every training digit; 99 % of
+#   them are under 4.3 px), the digits measure 5.0 px on average, many of them blobs
+#   whose "thickness" (16 px above) is not a stroke's. Nothing in the decoder's training
+#   tells it what a 6 px stroke of this digit looks like; the seed paper's independence
+#   penalty is the tool meant for this, not yet tried here.
 # * The exactly invertible flow (`mechanism="flow"`) composes exactly with no residual
 #   and no encoder, but it is worse here: after 3 epochs (11 min on CPU, eight coupling
 #   layers of width 16) its images barely respond to the parents. do(thickness + 1)
