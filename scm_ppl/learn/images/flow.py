@@ -1,17 +1,21 @@
 """An exactly invertible conditional normalizing flow as an image mechanism.
 
 Source: the affine coupling layers and multi-scale squeeze of Dinh, Sohl-Dickstein &
-Bengio, "Density estimation using Real NVP" (ICLR 2017), with the logit pre-processing
-and uniform dequantisation they use; conditioned on the parents as constant input
+Bengio, "Density estimation using Real NVP" (ICLR 2017) with their uniform dequantisation,
+and Glow's centred pixels (Kingma & Dhariwal, NeurIPS 2018) instead of Real NVP's logit;
+conditioned on the parents as constant input
 channels of every coupling network, as the flow image mechanisms of Pawlowski, Castro &
 Glocker (NeurIPS 2020, §3.3) are.
 
-The image ``x`` (pixels on ``[0, 1]``) is mapped to ``y = logit(a + (1 - 2a) x)``, then
-through coupling layers (checkerboard masks on 1x28x28, checkerboard and channel masks on
+The image ``x`` (pixels on ``[0, 1]``) is centred, ``y = x - 1/2``, then mapped through
+coupling layers (checkerboard masks on 1x28x28, checkerboard and channel masks on
 4x14x14 and 16x7x7 after squeezes) and a per-pixel affine map to ``u ~ Normal(0, I)``,
-shaped ``(..., 784)``. Every step is a bijection, so the noise view is the flow itself and
-inverts exactly (round trip to float32 round-off): abduction needs no encoder and
-no residual, and a null intervention returns the image.
+shaped ``(..., 784)``. Every step is an affine bijection with bounded scales, so the noise
+view is the flow itself and inverts exactly (round trip to float32 round-off) for any
+image, in range or not: abduction needs no encoder and no residual, a null intervention
+returns the image, and a counterfactual image can itself be abducted again
+(reversibility). A logit would saturate in float32 on counterfactual pixels far outside
+the data and lose them.
 
 The site is fitted by its exact log density (change of variables) at the dequantised
 image ``(255 x + v) / 256``, ``v ~ Uniform(0, 1)`` drawn per fitting step, so a density on
@@ -48,8 +52,6 @@ __all__ = [
     "conditional_flow",
 ]
 
-ALPHA = 0.05
-"""Pixels are squeezed into ``[a, 1 - a]`` before the logit (Real NVP's choice)."""
 LAYOUT: tuple[tuple[int, str, int], ...] = (
     (0, "checker", 0),
     (0, "checker", 1),
@@ -63,7 +65,7 @@ LAYOUT: tuple[tuple[int, str, int], ...] = (
 """Coupling layers as ``(scale, mask, parity)``: scale ``s`` works on ``4^s`` channels of
 ``28 / 2^s`` pixels a side."""
 _GAIN = 3.0  # the per-pixel log-scale moves 3x faster: the background's dequantisation
-# scale (log sd about -4 in logit space) is reached within an epoch, not ten
+# scale (log sd about -7) is reached within an epoch, not ten
 
 
 def _squeeze(x: jax.Array) -> jax.Array:
@@ -142,13 +144,8 @@ class ImageFlow(eqx.Module):
 
     def inverse(self, image: jax.Array, condition: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(u (784,), log |det du/dimage|)`` of one image."""
-        # A counterfactual image can saturate the sigmoid (x = -a / (1 - 2a) exactly in
-        # float32); abducting it again (reversibility) must stay finite. Images on [0, 1]
-        # never reach the clip, so the bijection is untouched where data live.
-        p = jnp.clip(ALPHA + (1.0 - 2.0 * ALPHA) * image, 1e-7, 1.0 - 1e-7)
-        y = jnp.log(p) - jnp.log1p(-p)
-        logdet = jnp.sum(jnp.log1p(-2.0 * ALPHA) - jnp.log(p) - jnp.log1p(-p))
-        h, scale = y[None], 0
+        logdet = jnp.zeros((), image.dtype)
+        h, scale = (image - 0.5)[None], 0
         for (s, kind, parity), net in zip(self.layout, self.nets, strict=True):
             while scale < s:
                 h, scale = _squeeze(h), scale + 1
@@ -176,7 +173,7 @@ class ImageFlow(eqx.Module):
             h = h * m + (1.0 - m) * (h - shift) * jnp.exp(-log_s)
         while scale > 0:
             h, scale = _unsqueeze(h), scale - 1
-        return (jax.nn.sigmoid(h[0]) - ALPHA) / (1.0 - 2.0 * ALPHA)
+        return h[0] + 0.5
 
 
 class ConditionalFlowImage(dist.Distribution):
@@ -242,8 +239,8 @@ class ConditionalFlowImage(dist.Distribution):
         if key is None:
             raise DataError("ConditionalFlowImage.sample needs a JAX PRNG key.")
         shape = (*sample_shape, *self.batch_shape, IMAGE_SIZE * IMAGE_SIZE)
-        # The logit's inverse reaches a little past [0, 1]; a drawn image is a picture, so
-        # it is clipped (the noise view, which must invert, is not).
+        # The flow's images are not confined to [0, 1]; a drawn image is a picture, so it
+        # is clipped (the noise view, which must invert, is not).
         return jnp.clip(self.from_noise(jax.random.normal(key, shape)), 0.0, 1.0)
 
     def log_prob(self, value: ArrayLike, intermediates: Any = None) -> jax.Array:
