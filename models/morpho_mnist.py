@@ -13,7 +13,9 @@ Inference" (NeurIPS 2020), vendored in ``models/data/morphomnist/`` (see its REA
   operations on a digit, has no density: it is the thing to learn).
 * :func:`learnable_model` is ``thickness -> intensity -> image``: the parents in their true
   parametric families with learned parameters, and the image a conditional VAE
-  (:func:`scm_ppl.learn.images.conditional_vae`) conditioned on both.
+  (:func:`scm_ppl.learn.images.conditional_vae`) or, with ``mechanism="flow"``, an exactly
+  invertible conditional normalizing flow (:func:`scm_ppl.learn.images.conditional_flow`),
+  conditioned on both.
 
 The digit label is part of the image's *noise*, not a parent: in the generating SCM the
 digit is exogenous style that causes neither thickness nor intensity, and abduction
