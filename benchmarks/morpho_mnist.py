@@ -1,6 +1,7 @@
 """Counterfactual images of real digits (Morpho-MNIST): train, intervene, measure.
 
-Trains :func:`models.morpho_mnist.learnable_model` (conditional VAE image mechanism) on
+Trains :func:`models.morpho_mnist.learnable_model` (``--mechanism vae``: conditional VAE;
+``flow``: conditional normalizing flow) on
 the training split on CPU, answers the counterfactual queries of issue 19 for the 500
 held-out images with :func:`scm_ppl.counterfactual`, measures them with
 :mod:`scm_ppl.learn.images` morphometry and prints the axiom table (Monteiro et al., ICLR
@@ -10,6 +11,12 @@ re-measure the images with their own morphometry.
 Usage::
 
     .venv/bin/python benchmarks/morpho_mnist.py --train 9500 --epochs 20
+    .venv/bin/python benchmarks/morpho_mnist.py --mechanism flow --epochs 3 --width 16 --npz ""
+
+'Digit preserved' is read by :class:`DigitCNN`, trained here on the factual training digits;
+its accuracy on the factual held-out digits is printed as the ceiling, and 'digit kept'
+compares the counterfactual's class with the class read on the factual image, which
+measures the mechanism alone.
 """
 
 from __future__ import annotations
@@ -32,22 +39,49 @@ RESULTS = Path(__file__).parent / "results"
 SITES = ("thickness", "intensity", "image")
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 8) -> eqx.Module:
-    """A small MLP digit classifier on the factual training images (0-1 pixels)."""
-    net = eqx.nn.MLP(784, 10, 256, 2, key=jax.random.key(7))
+class DigitCNN(eqx.Module):
+    """A small CNN digit classifier: two 3x3 convolutions with 2x2 max-pooling, a hidden
+    layer of 128, dropout-free (the factual held-out accuracy is printed as the ceiling of
+    'digit preserved')."""
+
+    conv1: eqx.nn.Conv2d
+    conv2: eqx.nn.Conv2d
+    hidden: eqx.nn.Linear
+    out: eqx.nn.Linear
+
+    def __init__(self, key: jax.Array) -> None:
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        self.conv1 = eqx.nn.Conv2d(1, 16, 3, padding=1, key=k1)
+        self.conv2 = eqx.nn.Conv2d(16, 32, 3, padding=1, key=k2)
+        self.hidden = eqx.nn.Linear(32 * 7 * 7, 128, key=k3)
+        self.out = eqx.nn.Linear(128, 10, key=k4)
+
+    def __call__(self, image: jax.Array) -> jax.Array:
+        pool = eqx.nn.MaxPool2d(2, 2)
+        h = pool(jax.nn.relu(self.conv1(image[None])))
+        h = pool(jax.nn.relu(self.conv2(h)))
+        return self.out(jax.nn.relu(self.hidden(h.reshape(-1))))
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 6) -> eqx.Module:
+    """:class:`DigitCNN` trained on the factual training images (0-1 pixels), with random
+    shifts of up to 2 pixels so that it reads digits, not their exact placement."""
+    net = DigitCNN(jax.random.key(7))
     opt = optax.adam(1e-3)
     state = opt.init(eqx.filter(net, eqx.is_array))
-    x = jnp.asarray(images.reshape(len(images), -1))
+    x = jnp.asarray(images)
     y = jnp.asarray(labels)
 
     @eqx.filter_jit
-    def step(net, state, xb, yb):
+    def step(net, state, xb, yb, shift):
+        xb = jax.vmap(lambda im, s: jnp.roll(im, s, axis=(0, 1)))(xb, shift)
+
         def loss(m):
             logits = jax.vmap(m)(xb)
             return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
         g = eqx.filter_grad(loss)(net)
-        upd, state = opt.update(g, state)
+        upd, state = opt.update(g, state, eqx.filter(net, eqx.is_array))
         return eqx.apply_updates(net, upd), state
 
     rng = np.random.default_rng(0)
@@ -55,13 +89,19 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 8) ->
         order = rng.permutation(len(x))
         for k in range(0, len(x), 128):
             idx = order[k : k + 128]
-            net, state = step(net, state, x[idx], y[idx])
+            shift = jnp.asarray(rng.integers(-1, 2, size=(len(idx), 2)))
+            net, state = step(net, state, x[idx], y[idx], shift)
     return net
 
 
 def classify(net: eqx.Module, images: np.ndarray) -> np.ndarray:
-    x = jnp.asarray(np.clip(images, 0, 1).reshape(len(images), -1))
-    return np.asarray(jnp.argmax(jax.vmap(net)(x), axis=-1))  # type: ignore[arg-type]
+    x = jnp.asarray(np.clip(images, 0, 1))
+    return np.asarray(_predict(net, x))
+
+
+@eqx.filter_jit
+def _predict(net: eqx.Module, x: jax.Array) -> jax.Array:
+    return jnp.argmax(jax.vmap(net)(x), axis=-1)  # type: ignore[arg-type]
 
 
 def cf_world(fitted, evidence, interventions, kwargs) -> dict[str, np.ndarray]:
@@ -78,12 +118,14 @@ def main() -> None:
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--mechanism", choices=("vae", "flow"), default="vae")
+    p.add_argument("--npz", default=str(RESULTS / "morpho_mnist_cf.npz"), help="'' to skip")
     a = p.parse_args()
 
     train = load(a.train)
     test = load(held_out=True)
     data = {k: train[k] for k in SITES}
-    mk = {"latent_dim": a.latent, "width": a.width}
+    mk = {"mechanism": a.mechanism, "latent_dim": a.latent, "width": a.width}
     t0 = time.perf_counter()
     fitted = fit(
         learnable_model,
@@ -94,7 +136,9 @@ def main() -> None:
         model_kwargs=mk,
     )
     train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     clf = train_classifier(train["image"], train["label"])
+    clf_s = time.perf_counter() - t0
 
     ev = {k: test[k] for k in SITES}
     kw = {**mk, "n": N_TEST}
@@ -116,6 +160,7 @@ def main() -> None:
     query_s = time.perf_counter() - t0
 
     px = lambda im: np.clip(im, 0.0, 1.0) * 255.0
+    seen = classify(clf, test["image"])
     fact = px(test["image"])
     m_t = measure_thickness(px(thick["image"]))
     m_i_t = measure_intensity(px(thick["image"]))
@@ -131,18 +176,28 @@ def main() -> None:
         ("composition (null), L1/pixel 0-255", np.mean(np.abs(px(null["image"]) - fact)), "<= 3"),
         ("reversibility, L1/pixel 0-255", np.mean(np.abs(px(back["image"]) - fact)), "<= 5"),
         (
-            "digit preserved do(t), %",
+            "digit preserved do(t), % (vs label)",
             100 * np.mean(classify(clf, thick["image"]) == test["label"]),
             ">= 97",
         ),
         (
-            "digit preserved do(i), %",
+            "digit preserved do(i), % (vs label)",
             100 * np.mean(classify(clf, inten["image"]) == test["label"]),
             ">= 97",
         ),
         (
-            "(classifier on factual, %)",
-            100 * np.mean(classify(clf, test["image"]) == test["label"]),
+            "(classifier on factual, % of labels)",
+            100 * np.mean(seen == test["label"]),
+            "",
+        ),
+        (
+            "digit kept do(t), % (vs classifier on factual)",
+            100 * np.mean(classify(clf, thick["image"]) == seen),
+            "",
+        ),
+        (
+            "digit kept do(i), % (vs classifier on factual)",
+            100 * np.mean(classify(clf, inten["image"]) == seen),
             "",
         ),
     ]
@@ -164,13 +219,16 @@ def main() -> None:
         )
     )
     print(
-        f"\ntrain {a.train} images, {a.epochs} epochs, latent {a.latent}, width {a.width}: "
-        f"fit {train_s:.0f} s, queries {query_s:.0f} s (CPU)"
+        f"\n{a.mechanism}: train {a.train} images, {a.epochs} epochs, latent {a.latent}, "
+        f"width {a.width}, lr {a.lr}: fit {train_s:.0f} s, classifier {clf_s:.0f} s, "
+        f"queries {query_s:.0f} s (CPU)"
     )
     print("| metric | value | goal |\n|---|---|---|")
     for name, val, goal in rows:
         val = val if isinstance(val, str) else f"{val:.2f}"
         print(f"| {name} | {val} | {goal} |")
+    if not a.npz:
+        return
     RESULTS.mkdir(exist_ok=True)
     f32 = np.float32
     arrays = {
@@ -195,7 +253,7 @@ def main() -> None:
     out = {
         k: v if v.dtype == np.uint8 or k == "labels" else np.asarray(v, f32) for k, v in out.items()
     }
-    np.savez_compressed(RESULTS / "morpho_mnist_cf.npz", **out)  # pyright: ignore[reportArgumentType]
+    np.savez_compressed(a.npz, **out)  # pyright: ignore[reportArgumentType]
 
 
 if __name__ == "__main__":

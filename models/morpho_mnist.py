@@ -13,7 +13,9 @@ Inference" (NeurIPS 2020), vendored in ``models/data/morphomnist/`` (see its REA
   operations on a digit, has no density: it is the thing to learn).
 * :func:`learnable_model` is ``thickness -> intensity -> image``: the parents in their true
   parametric families with learned parameters, and the image a conditional VAE
-  (:func:`scm_ppl.learn.images.conditional_vae`) conditioned on both.
+  (:func:`scm_ppl.learn.images.conditional_vae`) or, with ``mechanism="flow"``, an exactly
+  invertible conditional normalizing flow (:func:`scm_ppl.learn.images.conditional_flow`),
+  conditioned on both.
 
 The digit label is part of the image's *noise*, not a parent: in the generating SCM the
 digit is exogenous style that causes neither thickness nor intensity, and abduction
@@ -33,7 +35,8 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
-from scm_ppl.learn.images import conditional_vae
+from scm_ppl.core.validate import check_method
+from scm_ppl.learn.images import conditional_flow, conditional_vae
 
 DATA_DIR = Path(__file__).parent / "data" / "morphomnist"
 """Where the vendored files live."""
@@ -128,14 +131,29 @@ def image_condition(thickness: ArrayLike, intensity: ArrayLike) -> jnp.ndarray:
     return jnp.stack(jnp.broadcast_arrays(t, i), axis=-1)
 
 
-def learnable_model(n: int = 1, *, latent_dim: int = 16, width: int = 16, key: int = 0) -> None:
+MECHANISMS = ("vae", "flow")
+"""Image mechanisms :func:`learnable_model` offers."""
+
+
+def learnable_model(
+    n: int = 1,
+    *,
+    mechanism: str = "vae",
+    latent_dim: int = 16,
+    width: int = 16,
+    key: int = 0,
+) -> None:
     """``thickness -> intensity -> image`` with learned mechanisms (fit with ``fit``).
 
     * ``thickness``: ``0.5 + LogNormal(m, s)``, learned (the true ``Gamma(10, 5)`` has
       shape 10, so a log-normal is close; NumPyro's Gamma has no quantile function
       without TensorFlow Probability, so it has no noise view here);
     * ``intensity``: ``64 + 191 sigmoid(Normal(w (thickness - 2.5) + c, s))``, learned;
-    * ``image``: a conditional VAE on both parents (pixels on ``[0, 1]``).
+    * ``image``: on both parents (pixels on ``[0, 1]``), ``mechanism="vae"`` a conditional
+      VAE (:func:`~scm_ppl.learn.images.conditional_vae`: amortised abduction, residual
+      carried) or ``"flow"`` a conditional normalizing flow
+      (:func:`~scm_ppl.learn.images.conditional_flow`: exact abduction; ``latent_dim``
+      unused, ``width`` the coupling networks' channels).
 
     Examples
     --------
@@ -144,6 +162,7 @@ def learnable_model(n: int = 1, *, latent_dim: int = 16, width: int = 16, key: i
     >>> tr["image"]["value"].shape, tr["thickness"]["value"].shape
     ((2, 28, 28), (2,))
     """
+    check_method(mechanism, MECHANISMS, what="image mechanism")
     pos = constraints.positive
     m = numpyro.param("thickness.loc", jnp.asarray(0.5))
     v = numpyro.param("thickness.scale", jnp.asarray(0.5), constraint=pos)
@@ -158,4 +177,8 @@ def learnable_model(n: int = 1, *, latent_dim: int = 16, width: int = 16, key: i
             ),
         )
         i = numpyro.sample("intensity", _intensity_law(w * (t - 2.5) + c, s))
-        conditional_vae("image", image_condition(t, i), latent_dim=latent_dim, width=width, key=key)
+        condition = image_condition(t, i)
+        if mechanism == "flow":
+            conditional_flow("image", condition, width=width, key=key)
+        else:
+            conditional_vae("image", condition, latent_dim=latent_dim, width=width, key=key)
