@@ -82,13 +82,6 @@ def test_empty_counterfactual_intervention_is_refused():
         counterfactual(scalar, evidence={"x": 0.5}, interventions={}, rng_key=KEY)
 
 
-def test_empty_interventional_intervention_is_refused_and_none_allowed():
-    with pytest.raises(InterventionError, match=r"interventional\(\.\.\., interventions=\{\}\)"):
-        interventional(scalar, {}, rng_key=KEY, num_samples=4)
-    res = interventional(scalar, None, rng_key=KEY, num_samples=4)  # type: ignore[arg-type]
-    assert np.asarray(res.world("do")["x"]).shape[-1] == 4
-
-
 def test_svi_with_nothing_to_infer_says_so():
     with pytest.raises(AbductionError, match="SVI has nothing to infer"):
         counterfactual(scalar, {"x": 0.5, "y": 1.0}, {"x": 1.0}, rng_key=KEY, method="svi")

@@ -168,13 +168,18 @@ def plan_query(
     evidence = as_columns(evidence, what="evidence", levels=site_levels(model))
     info = inspect_program(model, args, kwargs)
     common = {"model": model, "args": args, "kwargs": kwargs, "info": info}
-    if isinstance(interventions, Mapping) and not interventions:
-        # An empty mapping is almost always a dropped argument, and its answer (the factual
-        # world replayed, or the program's own draws) would pass for an intervention.
-        raise InterventionError(_EMPTY_INTERVENTIONS[kind])
     if kind == "interventional":
+        # {} is the program's own (observational) draws: P(V | do()) = P(V), on purpose.
         return _interventional_plans(evidence, interventions, key, method, mask, settings,
                                      strict, common, observed)  # fmt: skip
+    if isinstance(interventions, Mapping) and not interventions:
+        # An empty mapping is almost always a dropped argument, and its answer (the factual
+        # world replayed) would pass for a counterfactual silently.
+        raise InterventionError(
+            "counterfactual(..., interventions={}) intervenes on nothing, so its world is the "
+            "factual one. Give {site: value} for the counterfactual world, or "
+            "interventions=None to ask for the factual world replayed on purpose."
+        )
     ev = check_evidence(info, evidence, finite=False)
     swept = split_sweep(interventions) if contains_sweep(interventions) else None
     if swept is None:
@@ -319,20 +324,6 @@ def _classified(interventions: Any) -> dict[str, Intervention]:
         iv = _SCALARS.get(key)
         out[site] = iv if iv is not None else _SCALARS.put(key, as_intervention(site, value))
     return out
-
-
-_EMPTY_INTERVENTIONS = {
-    "counterfactual": (
-        "counterfactual(..., interventions={}) intervenes on nothing, so its world is the "
-        "factual one. Give {site: value} for the counterfactual world, or "
-        "interventions=None to ask for the factual world replayed on purpose."
-    ),
-    "interventional": (
-        "interventional(..., interventions={}) intervenes on nothing, so its draws are the "
-        "program's observational distribution. Give {site: value}, or interventions=None to "
-        "sample the program as it is on purpose."
-    ),
-}
 
 
 def worlds_from(interventions: Any, default_label: str) -> dict[str, dict[str, Intervention]]:
