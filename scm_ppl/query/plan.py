@@ -107,7 +107,8 @@ class QueryPlan:
 
     @property
     def chains(self) -> int:
-        return self.settings.num_chains if self.method in ("nuts", "nuts+enumerate") else 1
+        chained = ("nuts", "per_unit_nuts", "nuts+enumerate")
+        return self.settings.num_chains if self.method in chained else 1
 
     @property
     def num_draws(self) -> int:
@@ -197,9 +198,9 @@ def plan_query(
         check_interventions(info, checked, masks.get(label))
     require_noise_views(info)
     chosen, reason = choose_method(info, ev, method)
-    if chosen in ("nuts", "svi", "per_unit", "nuts+enumerate"):  # before inference on bad evidence
-        check_finite(ev)
-    if chosen == "per_unit" or (chosen == "nuts" and method == "auto"):
+    if chosen in ("nuts", "svi", "per_unit", "per_unit_nuts", "nuts+enumerate"):
+        check_finite(ev)  # before inference on bad evidence
+    if chosen in ("per_unit", "per_unit_nuts") or (chosen == "nuts" and method == "auto"):
         chosen, reason = per_unit_or_joint(common, ev, _latent(info, ev), key, chosen, reason)
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict, observed=observed)
@@ -209,7 +210,7 @@ def plan_query(
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh
-    chains = settings.num_chains if chosen in ("nuts", "nuts+enumerate") else 1
+    chains = settings.num_chains if chosen in ("nuts", "per_unit_nuts", "nuts+enumerate") else 1
     total = (1 if determined else settings.num_samples) * chains
     units, draws_per_pass, sweep, grid = None, None, None, None
     if swept is None:
