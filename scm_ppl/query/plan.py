@@ -342,11 +342,21 @@ def worlds_from(interventions: Any, default_label: str) -> dict[str, dict[str, I
 def site_dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> list[str]:
     """Dim names of a site's values (or its noise's, ``noise.<site>``): its plates'
     names, then ``<name>_event_<i>``."""
+    # Worked out once per (site, shape), in one slot of the record's cache (a slot per
+    # site could push compiled queries out): every read of a result's group asks again.
+    known: dict = info.remember("site dims", dict)
+    dims = known.get((name, shape))
+    if dims is None:
+        dims = known[(name, shape)] = _site_dims(info, name, shape)
+    return list(dims)
+
+
+def _site_dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
     base = name.split(".", 1)[1] if name.startswith(f"{NOISE_PREFIX}.") else name
     site = info.sites.get(base)
     batch = list(site.batch_dims) if site is not None else []
     dims = [d or f"{name}_axis_{i}" for i, d in enumerate(batch[: len(shape)])]
-    return dims + [f"{name}_event_{i}" for i in range(len(shape) - len(dims))]
+    return (*dims, *(f"{name}_event_{i}" for i in range(len(shape) - len(dims))))
 
 
 def graph_json(g: nx.DiGraph) -> dict[str, Any]:
