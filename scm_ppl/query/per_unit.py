@@ -47,11 +47,15 @@ _RTOL = 1e-3
 in a gradient of a few sites sits near 1e-6 of that scale; a non-quadratic density
 misses by O(1)."""
 
-AUTO_MIN_UNITS = 32
-"""Fewest units for which ``"auto"`` tries per-unit NUTS before the joint chain. Measured
-(latent ``u``, ``x ~ N(tanh u, 0.3)``, 100 units, 500 + 1000 draws, 2 cores): per-unit
-0.7 s a call after a 20 s compile, joint 7 s after 10 s; with few units the joint chain's
-cheaper compile wins."""
+AUTO_MIN_UNITS, AUTO_MAX_UNITS = 32, 1000
+"""The numbers of units for which ``"auto"`` takes per-unit NUTS over the joint chain.
+Measured on 2 loaded cores (``benchmarks/w8_latent.py --tanh``: ``X ~ N(tanh 2U, 0.3)``,
+500 + 1000 draws, steady state): 100 units, per-unit 1.5 s against joint 5.9 s (with
+fewer, the joint chain's cheaper compile wins); 10,000 units, per-unit 272 s against joint
+74 s. Under ``vmap`` every unit waits for the longest tree of the iteration, and the
+batched tree building costs more per leapfrog step than the joint chain's, so past some
+thousand units the joint chain is faster on CPU; ``method="per_unit_nuts"`` still asks
+for it (its ESS holds up per unit; the joint chain's shrinks with the dimension)."""
 
 _COMPILED = LRUCache(64)
 
@@ -270,11 +274,12 @@ def per_unit_or_joint(
         return "per_unit", why
     found = unit_plate(common["info"])
     units = found[1] if found else 1
-    if units < AUTO_MIN_UNITS:
+    if not AUTO_MIN_UNITS <= units <= AUTO_MAX_UNITS:
         return chosen, (
             f"{reason}; per-unit closed form not used: {why}; per-unit NUTS not tried for "
-            f"{units} unit(s) ('auto' takes it from {AUTO_MIN_UNITS}; method='per_unit_nuts' "
-            "asks for it)"
+            f"{units} unit(s) ('auto' takes it for {AUTO_MIN_UNITS} to {AUTO_MAX_UNITS:,} "
+            "units, where it was measured faster than the joint chain; method="
+            "'per_unit_nuts' asks for it)"
         )
     try:
         separate, why_not = unit_sampler(model, args, kwargs, evidence, latent, rng_key)

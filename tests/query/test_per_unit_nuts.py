@@ -113,6 +113,7 @@ def test_falls_back_to_the_joint_when_units_share_or_couple_latents() -> None:
     assert plan.method == "nuts"
     assert "per-unit NUTS not used: latent site 's' has no plate" in plan.method_reason
     assert few.method == "nuts" and "per-unit NUTS not tried for 6 unit(s)" in few.method_reason
+    assert "for 32 to 1,000 units" in few.method_reason
 
 
 def test_per_unit_nuts_asked_for_where_units_couple_raises() -> None:
