@@ -48,7 +48,8 @@ def _module(args: list[str], timeout: float = 3600) -> str:
         return (
             f"`{' '.join(args)}` failed (exit {out.returncode}):\n\n```\n{out.stderr[-2000:]}\n```"
         )
-    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    # Gloo's connection chatter (two processes interleaving on one stream) is not a result.
+    lines = [line for line in out.stdout.splitlines() if line.strip() and "Gloo" not in line]
     return "\n".join(lines) + f"\n\n(`python -m {' '.join(args)}`, {seconds:.0f} s)"
 
 
