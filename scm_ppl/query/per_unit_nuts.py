@@ -343,7 +343,12 @@ def per_unit_nuts_latents(
 
 def warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> None:
     """Warn (:class:`~scm_ppl.InferenceWarning`) as the joint NUTS path does: divergences,
-    max r_hat over 1.05 or min ESS under 100 per chain, over every unit."""
+    max r_hat over 1.05 or min ESS under 100 per chain, over every unit.
+
+    Examples
+    --------
+    >>> warn_if_unreliable({"divergences": 0.0, "max_r_hat": 1.01, "min_ess": 800.0}, 1)
+    """
     problems = nuts_problems(diagnostics, min_ess=100 * num_chains)
     if problems:
         warnings.warn(
