@@ -28,6 +28,11 @@ with warnings.catch_warnings():
 __all__ = ["lazy_dataset", "to_inference_data"]
 
 
+_JSON = json.JSONEncoder(default=str)
+"""One encoder for every result: ``json.dumps(..., default=str)`` builds a new one per call,
+which costs more than encoding a result's small attrs."""
+
+
 def _attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """netCDF holds only numbers and strings: everything else travels as JSON."""
     out: dict[str, Any] = {}
@@ -37,7 +42,7 @@ def _attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
         ):
             out[key] = value
         else:
-            out[key] = json.dumps(value, default=str)
+            out[key] = _JSON.encode(value)
     return out
 
 
