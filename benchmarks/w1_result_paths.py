@@ -6,7 +6,8 @@ Each process times (median of its repeats, after a first call that compiles): th
 floor (hand-written jitted JAX, one stacked array); ``counterfactual`` plus every
 site of ``result.world("cf")`` as NumPy; and ``counterfactual`` plus every site read as
 ``np.asarray(result.predictions[site].sel(world="cf"))`` (the README's way). The table
-is the median over the processes of those medians.
+is the median over the processes of those medians; ``sel / world`` is the ratio of the two
+result paths within each process (the raw query with its NumPy reads is the second).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def one_process(n: int) -> dict[str, float]:
 def main(sizes: list[int], processes: int = 5) -> None:
     print("| path | " + " | ".join(f"{n:,} units" for n in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
-    rows: dict[str, list[str]] = {p: [] for p in PATHS}
+    rows: dict[str, list[str]] = {p: [] for p in [*PATHS, "sel / world"]}
     for n in sizes:
         runs = []
         for _ in range(processes):
@@ -83,7 +84,9 @@ def main(sizes: list[int], processes: int = 5) -> None:
             med = float(np.median(times))
             ratio = med / float(np.median([r["floor"] * 1e3 for r in runs]))
             rows[p].append(f"{med:.2f} ms ({min(times):.2f}–{max(times):.2f}; {ratio:.2f}× floor)")
-    for p in PATHS:
+        sel = [r["predictions[site].sel(world)"] / r["world(label)[site]"] for r in runs]
+        rows["sel / world"].append(f"{float(np.median(sel)):.2f}× ({min(sel):.2f}–{max(sel):.2f})")
+    for p in [*PATHS, "sel / world"]:
         print(f"| {p} | " + " | ".join(rows[p]) + " |")
 
 

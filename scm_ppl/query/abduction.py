@@ -29,7 +29,17 @@ __all__ = [
     "require_noise_views",
 ]
 
-METHODS = ("auto", "exact", "coupling", "nuts", "svi", "per_unit", "enumerate", "nuts+enumerate")
+METHODS = (
+    "auto",
+    "exact",
+    "coupling",
+    "nuts",
+    "svi",
+    "per_unit",
+    "per_unit_nuts",
+    "enumerate",
+    "nuts+enumerate",
+)
 
 
 def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tuple[str, str]:
@@ -40,8 +50,8 @@ def choose_method(info: ProgramInfo, evidence: Any, method: str = "auto") -> tup
     (method, reason)
     """
     check_method(method, METHODS)
-    if method == "per_unit":  # NUTS's graph rules; plan_query checks the closed form's own
-        return "per_unit", choose_method(info, evidence, "nuts")[1]
+    if method in ("per_unit", "per_unit_nuts"):  # NUTS's graph rules; plan_query checks theirs
+        return method, choose_method(info, evidence, "nuts")[1]
     key = ("abduction method", frozenset(evidence), method)
     return info.remember(key, lambda: _choose_method(info, set(evidence), method))
 

@@ -53,6 +53,7 @@ from scm_ppl.query._evidence_checks import (
 from scm_ppl.query.enumeration import EnumeratedPosterior, enumerate_posterior, enumerated_sites
 from scm_ppl.query.mixed import run_nuts_enumerate
 from scm_ppl.query.per_unit import per_unit_latents
+from scm_ppl.query.per_unit_nuts import per_unit_nuts_latents, warn_if_unreliable
 from scm_ppl.query.plan import QueryPlan
 from scm_ppl.query.results import LazyGroup
 from scm_ppl.query.scaling import unit_plate
@@ -123,6 +124,13 @@ def run_query(plan: QueryPlan, *, defer_check: bool = False) -> Draws:
         latents, diagnostics = per_unit_latents(
             base, args, kwargs, evidence, plan.latent, num_draws, jax.random.split(plan.rng_key)[0]
         )
+    if plan.method == "per_unit_nuts":
+        base = do(model, factual, mask=factual_mask) if factual else model
+        latents, diagnostics = per_unit_nuts_latents(
+            base, args, kwargs, evidence, plan.latent, settings, jax.random.split(plan.rng_key)[0]
+        )
+        warn_if_unreliable(diagnostics, settings.num_chains)
+        chains = plan.chains
     enumerated = None
     if plan.method == "nuts+enumerate":
         base = do(model, factual, mask=factual_mask) if factual else model

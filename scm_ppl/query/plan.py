@@ -107,7 +107,8 @@ class QueryPlan:
 
     @property
     def chains(self) -> int:
-        return self.settings.num_chains if self.method in ("nuts", "nuts+enumerate") else 1
+        chained = ("nuts", "per_unit_nuts", "nuts+enumerate")
+        return self.settings.num_chains if self.method in chained else 1
 
     @property
     def num_draws(self) -> int:
@@ -199,9 +200,9 @@ def plan_query(
         check_interventions(info, checked, masks.get(label))
     require_noise_views(info)
     chosen, reason = choose_method(info, ev, method)
-    if chosen in ("nuts", "svi", "per_unit", "nuts+enumerate"):  # before inference on bad evidence
-        check_finite(ev)
-    if chosen == "per_unit" or (chosen == "nuts" and method == "auto"):
+    if chosen in ("nuts", "svi", "per_unit", "per_unit_nuts", "nuts+enumerate"):
+        check_finite(ev)  # before inference on bad evidence
+    if chosen in ("per_unit", "per_unit_nuts") or (chosen == "nuts" and method == "auto"):
         chosen, reason = per_unit_or_joint(common, ev, _latent(info, ev), key, chosen, reason)
     treatment = {site for ivs in worlds.values() for site in ivs}
     identification = check_identified(info, treatment, ev, strict=strict, observed=observed)
@@ -212,7 +213,7 @@ def plan_query(
     latent = _latent(info, ev)
     fresh = any(iv.kind == "stochastic" for ivs in worlds.values() for iv in ivs.values())
     determined = chosen == "exact" and not latent and not fresh
-    chains = settings.num_chains if chosen in ("nuts", "nuts+enumerate") else 1
+    chains = settings.num_chains if chosen in ("nuts", "per_unit_nuts", "nuts+enumerate") else 1
     total = (1 if determined else settings.num_samples) * chains
     units, draws_per_pass, sweep, grid = None, None, None, None
     if swept is None:
@@ -344,11 +345,21 @@ def worlds_from(interventions: Any, default_label: str) -> dict[str, dict[str, I
 def site_dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> list[str]:
     """Dim names of a site's values (or its noise's, ``noise.<site>``): its plates'
     names, then ``<name>_event_<i>``."""
+    # Worked out once per (site, shape), in one slot of the record's cache (a slot per
+    # site could push compiled queries out): every read of a result's group asks again.
+    known: dict = info.remember("site dims", dict)
+    dims = known.get((name, shape))
+    if dims is None:
+        dims = known[(name, shape)] = _site_dims(info, name, shape)
+    return list(dims)
+
+
+def _site_dims(info: ProgramInfo, name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
     base = name.split(".", 1)[1] if name.startswith(f"{NOISE_PREFIX}.") else name
     site = info.sites.get(base)
     batch = list(site.batch_dims) if site is not None else []
     dims = [d or f"{name}_axis_{i}" for i, d in enumerate(batch[: len(shape)])]
-    return dims + [f"{name}_event_{i}" for i in range(len(shape) - len(dims))]
+    return (*dims, *(f"{name}_event_{i}" for i in range(len(shape) - len(dims))))
 
 
 def graph_json(g: nx.DiGraph) -> dict[str, Any]:

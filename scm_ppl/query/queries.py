@@ -71,9 +71,13 @@ def counterfactual(
     method
         ``"auto"`` (default), ``"exact"``, ``"coupling"``, ``"nuts"``, ``"svi"``,
         ``"per_unit"`` (each unit's Gaussian posterior in closed form; ``"auto"`` takes it
-        where the check in :mod:`scm_ppl.query.per_unit` passes), ``"enumerate"`` (finite
-        discrete latent causes: their joint support enumerated per unit, exact posterior
-        weights, draws from it; evidence on deterministic sites is then ordinary evidence;
+        where the check in :mod:`scm_ppl.query.per_unit` passes), ``"per_unit_nuts"`` (one
+        NUTS chain per unit, vectorised over units, where the units' latents separate but
+        their posterior is not Gaussian; ``"auto"`` takes it where the check in
+        :mod:`scm_ppl.query.per_unit_nuts` passes, for 32 to 1,000 units),
+        ``"enumerate"`` (finite discrete latent causes: their joint support enumerated per
+        unit, exact posterior weights, draws from it; evidence on deterministic sites is
+        then ordinary evidence;
         exact sums in :func:`~scm_ppl.query.enumerated_counterfactual`) or
         ``"nuts+enumerate"`` (discrete latents summed out inside NUTS over the continuous
         ones); ``"auto"`` picks these when the latent sites upstream of the evidence are

@@ -10,6 +10,7 @@ import numpyro.distributions as dist
 import pytest
 
 from scm_ppl import counterfactual
+from scm_ppl.query.results import LazyGroup
 
 
 def _chain(n: int) -> None:
@@ -52,3 +53,59 @@ def test_views_equal_inference_data_exactly(result) -> None:
 def test_unknown_group_says_which_exist(result) -> None:
     with pytest.raises(KeyError, match=r"No group 'prior'.*observed_data"):
         result.group("prior")
+
+
+def _counted(result, calls: list[str]):
+    """The result with every world's arrays counting their reads."""
+    for label in ("factual", "cf"):
+        world = result.world(label)
+        original = world.__getitem__
+
+        def read(name, original=original, label=label):
+            calls.append(f"{label}.{name}")
+            return original(name)
+
+        result._worlds[label] = type("Counted", (), {"__getitem__": staticmethod(read)})()
+    return result
+
+
+def test_sel_of_one_world_reads_that_world_of_that_site_once() -> None:
+    rng = np.random.default_rng(1)
+    evidence = {k: rng.normal(size=30).astype(np.float32) for k in ("a", "b", "c")}
+    calls: list[str] = []
+    fresh = _counted(
+        counterfactual(_chain, evidence, {"b": 1.0}, rng_key=jax.random.key(1), model_args=(30,)),
+        calls,
+    )
+    for site in ("a", "b", "c"):
+        np.asarray(fresh.predictions[site].sel(world="cf"))
+    # Shapes are known without reading (the last world's shape: one read per site when the
+    # group's view is made), then one read per site for the values; never the factual world.
+    assert sorted(set(calls)) == ["cf.a", "cf.b", "cf.c"]
+    assert len(calls) == 6
+    stacked = fresh.samples["predictions"]
+    assert isinstance(stacked, LazyGroup) and stacked.built == ()  # nothing stacked
+
+
+def test_sel_view_is_identical_to_xarray_and_shares_coordinates(result) -> None:
+    import xarray as xr
+
+    idata = result.to_inference_data()
+    for site in ("a", "c"):
+        for label in ("factual", "cf"):
+            fast = result.predictions[site].sel(world=label)
+            # identical: values, dims, coordinates (the scalar world label too), name, attrs
+            assert isinstance(fast, xr.DataArray)
+            assert fast.identical(idata.predictions[site].sel(world=label))
+            assert np.shares_memory(np.asarray(fast), np.asarray(result.world(label)[site]))
+    again = counterfactual(
+        _chain, {k: np.zeros(50, np.float32) for k in "abc"}, {"b": 2.0},
+        rng_key=jax.random.key(3), model_args=(50,),
+    )  # fmt: skip
+    # Results of one shape share their coordinate variables: nothing rebuilt per query.
+    assert again.predictions["unit"].variable is result.predictions["unit"].variable
+    # Anything but one label of one dim is xarray's own .sel, same answer.
+    both = result.predictions["c"].sel(world=["cf"])
+    assert both.identical(idata.predictions["c"].sel(world=["cf"]))
+    with pytest.raises(KeyError):
+        result.predictions["c"].sel(world="nope")
