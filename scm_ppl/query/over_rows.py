@@ -27,7 +27,12 @@ import numpy as np
 
 from scm_ppl.core.frames import as_columns, site_levels
 from scm_ppl.core.validate import check_method, positive_int
-from scm_ppl.errors import DataWarning, EstimandError, EvidenceError
+from scm_ppl.errors import (
+    CounterfactualNotIdentifiedWarning,
+    DataWarning,
+    EstimandError,
+    EvidenceError,
+)
 from scm_ppl.query.queries import counterfactual
 
 __all__ = ["IMPOSSIBLE", "RowsEstimate", "effect_over_rows"]
@@ -98,14 +103,19 @@ def _per_row(model, evidence, treatment, outcome, treated, control, key, num_sam
     for attempt in range(2):
         sub = {k: v[keep] for k, v in evidence.items()}
         try:
-            result = counterfactual(
-                model,
-                sub,
-                {"treated": {treatment: treated}, "control": {treatment: control}},
-                rng_key=key,
-                num_samples=num_samples,
-                model_kwargs={"n": len(keep)},
-            )
+            with warnings.catch_warnings():
+                # Each row's two-world counterfactual given its outcome is not identified
+                # (ID*), but the reported average over rows needs only the margins: it
+                # is identified whenever the interventional part is, warned about alone.
+                warnings.simplefilter("ignore", CounterfactualNotIdentifiedWarning)
+                result = counterfactual(
+                    model,
+                    sub,
+                    {"treated": {treatment: treated}, "control": {treatment: control}},
+                    rng_key=key,
+                    num_samples=num_samples,
+                    model_kwargs={"n": len(keep)},
+                )
         except EvidenceError as err:
             units = getattr(err, "units", None)
             if impossible != "drop" or units is None or attempt:

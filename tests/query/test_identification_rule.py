@@ -16,7 +16,7 @@ import numpyro.distributions as dist
 import pytest
 
 from models import front_door, latent_confounder
-from scm_ppl import ate, counterfactual, identify, interventional
+from scm_ppl import ate, counterfactual, ett, identify, interventional
 from scm_ppl.errors import (
     CounterfactualNotIdentifiedWarning,
     GraphError,
@@ -139,3 +139,12 @@ def test_one_warning_when_the_interventional_part_is_not_identified_either():
                        num_warmup=20)  # fmt: skip
     kinds = [w.category for w in caught if issubclass(w.category, NotIdentifiableWarning)]
     assert kinds == [NotIdentifiableWarning]
+
+
+def test_ett_reads_margins_and_does_not_warn_about_the_joint_of_its_worlds():
+    # ETT needs P(y_{x=0} | x = 1), identified under the back-door set {z} (Shpitser &
+    # Pearl 2008), though the joint of its two worlds that ID* would judge is not.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ett(backdoor_binary, "x", "y", rng_key=KEY, num_samples=50, observed=["z"])
+    assert not [w for w in caught if issubclass(w.category, NotIdentifiableWarning)]
