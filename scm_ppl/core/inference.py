@@ -163,15 +163,30 @@ def run_nuts(model, args, kwargs, evidence, latent_sites, settings, rng_key, cac
     return latents, diagnostics
 
 
-def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, float]:
-    """Divergences, max split r_hat and min ESS of ``(chain, draw, ...)`` samples."""
+def process_local(array: Any) -> tuple[np.ndarray, bool]:
+    """``array`` as NumPy, and whether it is whole: a global array sharded over processes
+    (along its last, unit axis) cannot be fetched, so this process's units stand for it."""
+    if getattr(array, "is_fully_addressable", True):
+        return np.asarray(array), True
+    shards = sorted(array.addressable_shards, key=lambda s: s.index[-1].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards], axis=-1), False
+
+
+def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, Any]:
+    """Divergences, max split r_hat and min ESS of ``(chain, draw, ...)`` samples (over
+    this process's units when they are sharded over processes; ``diagnostics_scope``
+    says so)."""
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-    out = {"divergences": float(np.sum(np.asarray(diverging)))}
+    flags, whole = process_local(diverging)
+    out: dict[str, Any] = {"divergences": float(np.sum(flags))}
     if samples:
-        arrays = [np.asarray(v) for v in samples.values()]
-        out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a in arrays)
-        out["min_ess"] = min(float(np.nanmin(effective_sample_size(a))) for a in arrays)
+        arrays = [process_local(v) for v in samples.values()]
+        whole = whole and all(w for _, w in arrays)
+        out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a, _ in arrays)
+        out["min_ess"] = min(float(np.nanmin(effective_sample_size(a))) for a, _ in arrays)
+    if not whole:
+        out["diagnostics_scope"] = "this process's units"
     return out
 
 

@@ -45,7 +45,7 @@ from numpyro.distributions import constraints
 from numpyro.infer.hmc import hmc
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.inference import nuts_problems, shapes, split_arguments
+from scm_ppl.core.inference import nuts_problems, process_local, shapes, split_arguments
 from scm_ppl.core.program import arguments_key
 from scm_ppl.errors import InferenceWarning
 
@@ -360,7 +360,7 @@ def warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> Non
         )
 
 
-def chain_diagnostics(x: jax.Array) -> dict[str, float]:
+def chain_diagnostics(x: jax.Array) -> dict[str, Any]:
     """Max split r_hat and min ESS over the columns of ``x`` ``(chain, draw, m)``: the
     estimators of :mod:`numpyro.diagnostics`, in JAX, in blocks of columns (float32).
 
@@ -372,6 +372,15 @@ def chain_diagnostics(x: jax.Array) -> dict[str, float]:
     (True, True)
     """
     x = jnp.asarray(x)
+    if not x.is_fully_addressable:
+        # Units sharded over processes: each judges its own units (XLA's CPU FFT refuses
+        # the global array's layout, and a max over processes would need a collective
+        # for two numbers); the scope says so.
+        local, _ = process_local(x)
+        return {
+            **chain_diagnostics(jnp.asarray(local)),
+            "diagnostics_scope": "this process's units",
+        }
     m = x.shape[2]
     block = min(m, _DIAGNOSTIC_BLOCK)
     # The last block overlaps the one before rather than being padded: harmless for a

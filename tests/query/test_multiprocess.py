@@ -1,5 +1,7 @@
 """Two processes on localhost joined by ``jax.distributed`` (CPU collectives) answer a
-counterfactual on evidence sharded over them exactly as one process does.
+counterfactual and a dose-response curve on evidence sharded over them exactly as one
+process does, and an interventional query with evidence (joint NUTS over the sharded
+units) as the closed form says.
 
 Known answer: with evidence on ``X`` and ``Y`` the latent confounder's counterfactual
 ``Y_{x'}`` is ``y + BETA (x' - x)`` with variance 0 (models/latent_confounder.py), so
@@ -15,7 +17,17 @@ from benchmarks import multiprocess
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::scm_ppl.errors.NotIdentifiableWarning")
+# 200 joint-NUTS draws over 1000 units: numpyro's ESS estimate of some unit comes out
+# negative; the draws are judged against the closed form below instead.
+@pytest.mark.filterwarnings("ignore::scm_ppl.errors.InferenceWarning")
 def test_two_processes_equal_one_process_and_the_closed_form() -> None:
-    to_one, to_truth = multiprocess.main(processes=2, per=500)
-    assert to_one <= 1e-6
-    assert to_truth <= 1e-5
+    gaps = multiprocess.main(processes=2, per=500)
+    assert gaps["counterfactual"] <= 1e-6
+    assert gaps["counterfactual vs closed form"] <= 1e-5
+    # the mean over units of every process: an all-reduce over the sharded unit axis
+    assert gaps["dose_response"] <= 1e-6
+    assert gaps["dose_response vs closed form"] <= 1e-5
+    # joint NUTS over sharded units: the closed-form posterior of U, in Monte-Carlo
+    # standard errors (rms over 1000 units; ~1 if calibrated, ESS ~ draws for this Gaussian)
+    assert gaps["interventional rms z"] < 2.0
+    assert gaps["interventional rms z, 1 process"] < 2.0
