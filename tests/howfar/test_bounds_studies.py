@@ -203,6 +203,10 @@ def test_bad_studies_get_clear_errors():
         ate_bounds(IV, [x_given_z, p_y], "X", "Y")
     with pytest.raises(DataError, match="outcome 'Y' appears in no distribution"):
         ate_bounds(IV, [x_given_z], "X", "Y")
+    y_given_z = _conditional(np.array([[0.6, 0.4], [0.3, 0.7]]), "Y")
+    with pytest.raises(BoundsError, match=r"depends on the values of \['Z'\]"):
+        # an event on Z needs P(Z), which conditional tables alone do not give
+        bounds(IV, [x_given_z, y_given_z], [({"X": 1}, {"Y": 1}), ({}, {"Z": 1})])
     with pytest.raises(BoundsError, match="empty list"):
         bounds(IV, [], [({"X": 1}, {"Y": 1})])
     with pytest.raises(BoundsError, match="name\\(s\\) of the conditioning"):
