@@ -9,15 +9,16 @@ coupling), which the result names.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from scm_ppl.core.program import as_kwargs, inspect_program
-from scm_ppl.errors import CounterfactualNotIdentifiedWarning, EstimandError, InterventionError
+from scm_ppl.errors import EstimandError, InterventionError
+from scm_ppl.query.identification import world_margins_only
 from scm_ppl.query.over_rows import RowsEstimate, effect_over_rows
 from scm_ppl.query.queries import counterfactual, interventional
 
@@ -165,12 +166,10 @@ def _two_worlds(
     model, treatment, treated, control, rng_key, num_samples, args, kwargs, observed=None,
     margins_only=False,
 ):  # fmt: skip
-    with warnings.catch_warnings():
-        if margins_only:
-            # ID* judges the joint of both worlds, which is never identified; the estimate
-            # reads each world's margin with the factual treatment, identified whenever
-            # the interventional part is (checked, and warned about, on its own).
-            warnings.simplefilter("ignore", CounterfactualNotIdentifiedWarning)
+    # ID* judges the joint of both worlds, which is never identified; the estimate reads
+    # each world's margin with the factual treatment, identified whenever the
+    # interventional part is (checked, and warned about, on its own).
+    with world_margins_only() if margins_only else nullcontext():
         result = counterfactual(
             model,
             None,

@@ -21,7 +21,9 @@ evidence).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import networkx as nx
@@ -38,7 +40,30 @@ from scm_ppl.errors import (
     ScmPplError,
 )
 
-__all__ = ["RULE", "check_counterfactual_identified", "check_identified", "latent_sites"]
+__all__ = [
+    "RULE",
+    "check_counterfactual_identified",
+    "check_identified",
+    "latent_sites",
+    "world_margins_only",
+]
+
+# A context variable, not a warnings filter: a filter is process-wide, so one thread's
+# ETT would silence another thread's genuine counterfactual warning.
+_MARGINS_ONLY: ContextVar[bool] = ContextVar("scm_ppl_world_margins_only", default=False)
+
+
+@contextmanager
+def world_margins_only() -> Iterator[None]:
+    """Within it, counterfactual queries are read one world's margin at a time (ETT, ATE
+    over rows): the ID* verdict on the joint of the worlds is recorded in ``attrs`` but
+    not warned about, since the estimate never reads that joint."""
+    token = _MARGINS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _MARGINS_ONLY.reset(token)
+
 
 RULE = (
     "observed: sites observed in the program, evidence, observed=, intervened sites and every "
@@ -202,6 +227,8 @@ def check_counterfactual_identified(
     )
     if strict:
         raise NotIdentifiableError(message)
+    if _MARGINS_ONLY.get():
+        return {**meta, "witness": str(r.witness), "read": "each world's margin only"}
     if warn:
         warn_at_caller(
             f"This counterfactual is not identified from the program's graph (ID*: "

@@ -28,11 +28,11 @@ import numpy as np
 from scm_ppl.core.frames import as_columns, site_levels
 from scm_ppl.core.validate import check_method, positive_int
 from scm_ppl.errors import (
-    CounterfactualNotIdentifiedWarning,
     DataWarning,
     EstimandError,
     EvidenceError,
 )
+from scm_ppl.query.identification import world_margins_only
 from scm_ppl.query.queries import counterfactual
 
 __all__ = ["IMPOSSIBLE", "RowsEstimate", "effect_over_rows"]
@@ -103,11 +103,10 @@ def _per_row(model, evidence, treatment, outcome, treated, control, key, num_sam
     for attempt in range(2):
         sub = {k: v[keep] for k, v in evidence.items()}
         try:
-            with warnings.catch_warnings():
-                # Each row's two-world counterfactual given its outcome is not identified
-                # (ID*), but the reported average over rows needs only the margins: it
-                # is identified whenever the interventional part is, warned about alone.
-                warnings.simplefilter("ignore", CounterfactualNotIdentifiedWarning)
+            # Each row's two-world counterfactual given its outcome is not identified
+            # (ID*), but the reported average over rows needs only the margins: it is
+            # identified whenever the interventional part is, warned about alone.
+            with world_margins_only():
                 result = counterfactual(
                     model,
                     sub,

@@ -148,3 +148,30 @@ def test_ett_reads_margins_and_does_not_warn_about_the_joint_of_its_worlds():
         warnings.simplefilter("always")
         ett(backdoor_binary, "x", "y", rng_key=KEY, num_samples=50, observed=["z"])
     assert not [w for w in caught if issubclass(w.category, NotIdentifiableWarning)]
+
+
+def test_reading_world_margins_is_scoped_to_its_own_thread_and_recorded():
+    # ett used to silence the warning with a process-wide warnings filter, which would
+    # also hide a genuine warning raised meanwhile by another thread's query.
+    import threading
+
+    from scm_ppl.query.identification import world_margins_only
+
+    def not_identified():
+        return counterfactual(backdoor_binary, {"x": 1, "y": 1, "z": 0}, {"x": 0}, rng_key=KEY)
+
+    other_thread: list = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with world_margins_only():
+            quiet = not_identified()
+            thread = threading.Thread(target=lambda: other_thread.append(not_identified()))
+            thread.start()
+            thread.join()
+        loud = not_identified()
+    kinds = [w.category for w in caught if issubclass(w.category, NotIdentifiableWarning)]
+    assert kinds == [CounterfactualNotIdentifiedWarning] * 2  # the other thread's, then after
+    assert quiet.attrs["counterfactual_identification"]["read"] == "each world's margin only"
+    assert quiet.attrs["counterfactual_identification"]["identified"] is False
+    assert "read" not in loud.attrs["counterfactual_identification"]
+    assert other_thread and "read" not in other_thread[0].attrs["counterfactual_identification"]
