@@ -51,11 +51,11 @@ def inhibit(
     *,
     factor: float = 0.0,
     shift: float = 0.0,
-    scm: GraphSCM | None = None,
+    scm: GraphSCM | FittedSCM | None = None,
 ) -> Any:
     """``program`` with ``parent``'s influence on ``child`` scaled by ``factor`` and its
     effective value shifted by ``shift`` inside ``child``'s mechanism only. To act on
-    several edges, pass the result again with ``scm=`` the original program.
+    several edges, pass the result again with ``scm=`` the original program (or its fit).
 
     Examples
     --------
@@ -73,7 +73,11 @@ def inhibit(
     0.1
     """
     if scm is None:
-        scm = program.base_model if isinstance(program, FittedSCM) else program  # type: ignore[assignment]
+        scm = program
+    # The bias shift reads the parent's weight: the fitted one when the program was fitted.
+    values = scm.params if isinstance(scm, FittedSCM) else None
+    if isinstance(scm, FittedSCM):
+        scm = scm.base_model  # type: ignore[assignment]
     if not isinstance(scm, GraphSCM):
         raise InterventionError(
             "inhibit acts on a program from scm_from_graph (or its fit), whose mechanisms "
@@ -102,6 +106,6 @@ def inhibit(
         if shift:
             # The first feature row of a continuous parent is (value - mean) / sd.
             step = factor * shift / s["feature_sd"]
-            w0 = np.asarray(scm.params[weight])[rows.start]
+            w0 = np.asarray((values or scm.params)[weight])[rows.start]
             changes[f"{child}.{prefix}bias"] = lambda b, d=step * w0: b + d
     return do_mechanism(program, changes)

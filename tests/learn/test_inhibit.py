@@ -47,3 +47,22 @@ def test_inhibit_refuses_a_non_edge(scm):
         inhibit(scm, "x", "z")
     with pytest.raises(InterventionError, match="acts on a program from scm_from_graph"):
         inhibit(lambda n=1: None, "y", "x")  # type: ignore[arg-type]
+
+
+def test_inhibit_shift_reads_the_fitted_weight(scm):
+    # Refit on data with another slope: the shifted parent must move y by the *fitted*
+    # slope, exactly as evaluating the fitted program at the shifted parent value does.
+    from scm_ppl import fit
+
+    rng = np.random.default_rng(1)
+    x, z = rng.normal(3.0, 2.0, size=500), rng.normal(size=500)
+    df = pd.DataFrame({"x": x, "z": z, "y": 3.0 * x - z + 0.1 * rng.normal(size=500)})
+    fitted = fit(scm, df, num_epochs=20, batch_size=500, learning_rate=0.05, progress=False)
+    moved = _loc_of_y(fitted, 3.0, 1.0) - _loc_of_y(fitted, 5.0, 1.0)
+    assert abs(moved) > 1.5 * 2.0 + 0.5  # the fit did change the slope
+    shifted = _loc_of_y(inhibit(fitted, "y", "x", factor=1.0, shift=-2.0), 5.0, 1.0)
+    assert shifted == pytest.approx(_loc_of_y(fitted, 3.0, 1.0), abs=1e-3)
+    chained = inhibit(
+        inhibit(fitted, "y", "z", factor=1.0), "y", "x", shift=-2.0, factor=1.0, scm=fitted
+    )
+    assert _loc_of_y(chained, 5.0, 1.0) == pytest.approx(shifted, abs=1e-3)
