@@ -33,7 +33,7 @@ import jax
 import networkx as nx
 import numpy as np
 
-from models.real_data import LALONDE_ATT, lalonde, sachs, sachs_graph
+from models.real_data import LALONDE_ATT, SACHS_BLOCKS, lalonde, sachs, sachs_graph
 from scm_ppl import fit, interventional
 from scm_ppl.learn import inhibit, scm_from_graph
 from scm_ppl.learn.glm import fit_family
@@ -192,6 +192,29 @@ def sachs_program(graph: nx.DiGraph, base, pooled: bool):
     )
 
 
+def dowhy_sachs(graph: nx.DiGraph, levels: dict[str, tuple]) -> list[dict[str, Any]]:
+    """DoWhy gcm on the same graph, training rows per mechanism and reagent levels
+    (benchmarks/dowhy_real_data.py says what it is asked); [] when its env is missing."""
+    here = Path(__file__).resolve().parent
+    python = here / ".envs" / "dowhy" / "bin" / "python"
+    if not python.exists():
+        return []
+    design = {
+        "blocks": SACHS_BLOCKS,
+        "edges": [list(e) for e in graph.edges],
+        "train": list(TRAIN_BLOCKS),
+        "cut": {b: [*TARGETS[b], *(ROOTS if b != "cd3cd28" else ())] for b in TRAIN_BLOCKS},
+        "interventions": levels,
+    }
+    done = subprocess.run(
+        [str(python), str(here / "dowhy_real_data.py"), "sachs", json.dumps(design)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def run_sachs(pooled: bool = True) -> list[str]:
     graph = sachs_graph()
     graph.remove_edge("PIP3", "plcg")  # breaks the one cycle; PLCg acts on PIP2, not back
@@ -227,16 +250,30 @@ def run_sachs(pooled: bool = True) -> list[str]:
     detail = [
         f"program: {'fit on 7 blocks (regimes)' if pooled else 'CD3/CD28 only'}, {seconds:.1f} s"
     ]
-    runs = [(b, *plan) for b, plan in plans.items()]
+
+    def predicted(program, do, n):
+        out = interventional(
+            program, do, rng_key=jax.random.key(0), num_samples=1, model_kwargs={"n": n}
+        )
+        return np.column_stack([np.asarray(out.world("do")[c]).reshape(-1) for c in names])
+
+    runs = [
+        (b, f"scm_ppl: {what}", lambda n, p=p, d=d: predicted(p, d, n))
+        for b, (p, d, what) in plans.items()
+    ]
     # A control: the fitted program with no reagent, scored against each block, so what the
     # reagent adds is told apart from what the fit alone moves.
-    runs += [(b, model, None, "control: no reagent") for b in plans]
-    for block, program, do, what in runs:
+    runs += [(b, "scm_ppl control: no reagent", lambda n: predicted(model, None, n)) for b in plans]
+    levels = {
+        "u0126": ("pmek", "set", float(base["pmek"].quantile(0.01))),
+        "psitectorigenin": ("PIP2", "shift", pip2_low),
+    }
+    for r in dowhy_sachs(graph, levels) if pooled else []:
+        detail.append(f"DoWhy gcm {r['block']}: {r['seconds']:.1f} s, mechanisms {r['mechanisms']}")
+        runs.append((r["block"], f"DoWhy gcm: {r['asked']}", lambda n, c=r["cells"]: np.asarray(c)))
+    for block, what, make in runs:
         obs = sachs(block).to_numpy()
-        out = interventional(
-            program, do, rng_key=jax.random.key(0), num_samples=1, model_kwargs={"n": len(obs)}
-        )
-        pred = np.column_stack([np.asarray(out.world("do")[c]).reshape(-1) for c in names])
+        pred = make(len(obs))
         b = base.to_numpy()
         ed_model = energy_distance(pred / sd, obs / sd, rng)
         ed_none = energy_distance(b / sd, obs / sd, rng)
