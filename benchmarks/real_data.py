@@ -169,7 +169,7 @@ TARGETS = {
 }
 
 
-def sachs_program(graph: nx.DiGraph, base, pooled: bool):
+def sachs_program(graph: nx.DiGraph, base, pooled: bool, key: int = 0):
     """Linear mechanisms (an MLP saturated the inhibitor's effect in the first attempt),
     fitted on the CD3/CD28 block (``pooled=False``) or refined by ``fit`` on the seven
     training blocks, each block a regime that cuts the mechanisms its reagent acts on."""
@@ -187,7 +187,7 @@ def sachs_program(graph: nx.DiGraph, base, pooled: bool):
         regime=labels,
         num_epochs=60,
         batch_size=512,
-        rng_key=jax.random.key(0),
+        rng_key=jax.random.key(key),
         progress=False,
     )
 
@@ -215,13 +215,13 @@ def dowhy_sachs(graph: nx.DiGraph, levels: dict[str, tuple]) -> list[dict[str, A
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def run_sachs(pooled: bool = True) -> list[str]:
+def run_sachs(pooled: bool = True, key: int = 0, dowhy: bool = True) -> list[str]:
     graph = sachs_graph()
     graph.remove_edge("PIP3", "plcg")  # breaks the one cycle; PLCg acts on PIP2, not back
     base = sachs("cd3cd28")
     names = list(base.columns)
     t0 = time.perf_counter()
-    model = sachs_program(graph, base, pooled)
+    model = sachs_program(graph, base, pooled, key)
     seconds = time.perf_counter() - t0
     sd = base.to_numpy().std(0)
     rng = np.random.default_rng(0)
@@ -268,7 +268,7 @@ def run_sachs(pooled: bool = True) -> list[str]:
         "u0126": ("pmek", "set", float(base["pmek"].quantile(0.01))),
         "psitectorigenin": ("PIP2", "shift", pip2_low),
     }
-    for r in dowhy_sachs(graph, levels) if pooled else []:
+    for r in dowhy_sachs(graph, levels) if pooled and dowhy else []:
         detail.append(f"DoWhy gcm {r['block']}: {r['seconds']:.1f} s, mechanisms {r['mechanisms']}")
         runs.append((r["block"], f"DoWhy gcm: {r['asked']}", lambda n, c=r["cells"]: np.asarray(c)))
     for block, what, make in runs:
