@@ -84,8 +84,10 @@ print(model.source())
 #   baseline (do random graphs on the same nodes fare as badly?).
 # * `check.mechanisms` scores each mechanism on the held-out rows: likelihood against a
 #   marginal baseline, calibration of its PIT through the noise view, and independence of
-#   the abducted noise from the parents. Empirical roots give a held-out value that no
-#   training row holds probability zero, so this check uses a fit with modelled roots.
+#   the abducted noise from the parents. Empirical roots are the training rows
+#   themselves (a held-out continuous value is scored by their interpolated CDF, one
+#   outside their range has probability zero), so this check uses a fit with modelled
+#   roots, whose laws it can criticise.
 
 # %%
 held_out = np.random.default_rng(0).random(len(df)) < 0.25
