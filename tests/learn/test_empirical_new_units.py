@@ -84,3 +84,17 @@ def test_counterfactual_over_new_rows_with_unseen_root_values():
             model, outside, {"cf": {"t": 1}}, rng_key=jax.random.key(0), num_samples=4,
             model_kwargs={"n": 4},
         )  # fmt: skip
+
+
+def test_a_discrete_roots_unseen_level_is_refused_before_any_compilation():
+    from scm_ppl import counterfactual
+    from scm_ppl.errors import DataError
+
+    rng = np.random.default_rng(0)
+    k = pd.Categorical(rng.choice(["a", "b"], size=200))
+    df = pd.DataFrame({"k": k, "y": (k == "b") + rng.normal(size=200)})
+    model = scm_from_graph(nx.DiGraph([("k", "y")]), df, roots="empirical", flexible=False)
+    assert model.choices["k"].family == "empirical"
+    new = pd.DataFrame({"k": pd.Categorical(["a", "c"]), "y": [0.1, 0.2]})
+    with pytest.raises(DataError, match=r"Column 'k' holds level\(s\) \['c'\] unseen in training"):
+        counterfactual(model, new, {"cf": {"k": "a"}}, rng_key=jax.random.key(0), num_samples=2)
