@@ -351,8 +351,9 @@ def scm_from_graph(
         ``"model"``: a root gets a mechanism like any node (a law with no parents, chosen
         by held-out likelihood). ``"empirical"``: the roots resample the data's rows
         jointly (:mod:`scm_ppl.learn.empirical`), so covariates need no invented law and
-        keep their dependence; an observed root's abduction is exact. A root value that
-        no training row holds then has probability zero (new units: use ``"model"``).
+        keep their dependence; an observed root's abduction is exact. A continuous root's
+        value that no training row holds (a new unit) is scored and replayed through the
+        interpolated empirical CDF; a discrete root's unseen level is refused.
     flexible
         Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
         and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`),
@@ -451,5 +452,9 @@ def scm_from_graph(
         params=params,
         stats=stats,
         plate=plate,
-        empirical=root_tables(columns, empirical) if empirical else (),
+        empirical=root_tables(
+            columns, empirical, tuple(r for r in empirical if stats[r]["type"] == "continuous")
+        )
+        if empirical
+        else (),
     )

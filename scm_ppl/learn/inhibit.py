@@ -9,13 +9,16 @@ influence: the child then responds as if the parent sat at its training mean) an
 the parent's units; e.g. ``log(0.1)`` on log data for a 90 % loss of activity). Every
 other mechanism, and the parent's own value, are unchanged. It is a mechanism
 intervention built on :func:`~scm_ppl.learn.mechanism_intervention.do_mechanism`, so every
-query accepts the result.
+query accepts the result. On a ``hurdle-sq`` mechanism (squared parents) the parent's
+square moves with it: the factor scales both rows, and the shift acts on the value inside
+the square, ``w1 (z + d) + w2 (z + d)^2``, exactly.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from scm_ppl.errors import InterventionError
@@ -51,11 +54,11 @@ def inhibit(
     *,
     factor: float = 0.0,
     shift: float = 0.0,
-    scm: GraphSCM | None = None,
+    scm: GraphSCM | FittedSCM | None = None,
 ) -> Any:
     """``program`` with ``parent``'s influence on ``child`` scaled by ``factor`` and its
     effective value shifted by ``shift`` inside ``child``'s mechanism only. To act on
-    several edges, pass the result again with ``scm=`` the original program.
+    several edges, pass the result again with ``scm=`` the original program (or its fit).
 
     Examples
     --------
@@ -73,35 +76,57 @@ def inhibit(
     0.1
     """
     if scm is None:
-        scm = program.base_model if isinstance(program, FittedSCM) else program  # type: ignore[assignment]
+        scm = program
+    # The bias shift reads the parent's weight: the fitted one when the program was fitted.
+    values = scm.params if isinstance(scm, FittedSCM) else None
+    if isinstance(scm, FittedSCM):
+        scm = scm.base_model  # type: ignore[assignment]
     if not isinstance(scm, GraphSCM):
         raise InterventionError(
             "inhibit acts on a program from scm_from_graph (or its fit), whose mechanisms "
             f"have one weight row per parent feature; got {type(scm).__name__}. For another "
             "program, use do_mechanism on its parameters."
         )
-    if scm.choices[child].family == "hurdle-sq":
-        raise InterventionError(
-            f"inhibit: '{child}' has the hurdle-sq mechanism (squared parents), whose parent "
-            f"rows do not scale as one; refit with mechanisms={{{child!r}: 'hurdle'}}."
-        )
     rows = _rows(scm, child, parent)
     s = scm.stats[parent]
     mask = np.ones(scm.params[f"{child}.weight"].shape[0], np.float32)
     mask[rows] = factor
     family = scm.choices[child].family
+    square = _square_row(scm, child, parent) if family == "hurdle-sq" else None
+    if square is not None:
+        mask[square] = factor
     prefixes = {
         "hurdle": ("", "zero_"),
+        "hurdle-sq": ("", "zero_"),
         "mlp": ("", "hidden_"),
         "mlp-loc-scale": ("", "hidden_"),
     }.get(family, ("",))
+    # The first feature row of a continuous parent is z = (value - mean) / sd, so the
+    # shifted parent is z + delta.
+    delta = shift / s["feature_sd"]
     changes: dict[str, Any] = {}
     for prefix in prefixes:
         weight = f"{child}.{prefix}weight"
-        changes[weight] = lambda w, m=mask: w * (m if w.ndim == 1 else m[:, None])
+        w0 = np.asarray((values or scm.params)[weight])
+        if square is None or not shift:
+            changes[weight] = lambda w, m=mask: w * (m if w.ndim == 1 else m[:, None])
+            d = factor * delta * w0[rows.start]
+        else:  # w1 (z + d) + w2 (z + d)^2 = (w1 + 2 d w2) z + w2 z^2 + (w1 d + w2 d^2)
+            changes[weight] = lambda w, m=mask, i=rows.start, j=square: (
+                jnp.asarray(w * m).at[i].add(factor * 2 * delta * w[j])
+            )
+            d = factor * (delta * w0[rows.start] + delta**2 * w0[square])
         if shift:
-            # The first feature row of a continuous parent is (value - mean) / sd.
-            step = factor * shift / s["feature_sd"]
-            w0 = np.asarray(scm.params[weight])[rows.start]
-            changes[f"{child}.{prefix}bias"] = lambda b, d=step * w0: b + d
+            changes[f"{child}.{prefix}bias"] = lambda b, d=d: b + d
     return do_mechanism(program, changes)
+
+
+def _square_row(scm: GraphSCM, child: str, parent: str) -> int | None:
+    """The row of ``parent``'s square among ``child``'s hurdle-sq features: after every
+    parent's own rows, one per continuous parent in order (``from_graph._features``)."""
+    parents = scm.choices[child].parents
+    if scm.stats[parent]["type"] != "continuous":
+        return None
+    width = _rows(scm, child, parents[-1]).stop  # every parent's own rows
+    continuous = [p for p in parents if scm.stats[p]["type"] == "continuous"]
+    return width + continuous.index(parent)
