@@ -160,6 +160,10 @@ def _compiled_epoch(
     return _COMPILED.put(key, (jax.jit(epoch), jax.jit(o.validation_loss)))
 
 
+def _none(*args: Any) -> None:  # the validation loss of a fit without validation rows
+    return None
+
+
 def fit_gradient(
     objective: Objective,
     train: list[dict[str, np.ndarray]],
@@ -169,10 +173,13 @@ def fit_gradient(
     options: GradientOptions,
     key: jax.Array,
     progress: bool,
+    parallel: Any = None,
 ) -> FitEstimate:
-    """Fit by gradient steps on ``objective``: MAP, or SVI when ``objective.bayesian``."""
+    """Fit by gradient steps on ``objective``: MAP, or SVI when ``objective.bayesian``;
+    over the devices of every process when ``parallel``
+    (:class:`~scm_ppl.learn.distributed.DataParallel`) holds the rows."""
     num_epochs, batch_size, lr, patience, min_delta, restore_best, num_samples = options
-    counts = [num_rows(b) for b in train]
+    counts = [num_rows(b) for b in train] if parallel is None else [parallel.rows]
     total = sum(counts)
     batch = total if batch_size is None else min(batch_size, total)
     steps = -(-total // batch)
@@ -184,8 +191,12 @@ def fit_gradient(
         optimizer, optimizer_key = optax.inject_hyperparams(optax.adam)(learning_rate=lr), "adam"
     else:
         optimizer_key = optimizer
-    run_epoch, run_valid = _compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
-    const = feature_stats(train)
+    if parallel is None:
+        run_epoch, run_valid = _compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
+        const = feature_stats(train)
+    else:  # the rows stay where they are; every device runs its part of each step
+        run_epoch = parallel.compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
+        train_dev, const, run_valid = [parallel.device_columns(train[0])], parallel.stats(), _none
     state = initial_state(objective, train[0])
     opt_state = optimizer.init(state)
     best_state, best_value, best_epoch, wait = state, math.inf, 0, 0
@@ -234,6 +245,8 @@ def fit_gradient(
     finally:
         bar.close()
     final = best_state if restore_best and has_valid else state
+    if parallel is not None:  # replicated over processes: the same values, here
+        final = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), final)
     params, values = objective.constrain(final)
     seconds = time.perf_counter() - start
     curve: dict[str, Any] = {
@@ -242,7 +255,12 @@ def fit_gradient(
         "best_epoch": best_epoch,
         "stopped_early": stopped,
         "seconds": seconds,
-        "settings": {**settings, "epochs_run": len(losses), "steps_per_epoch": steps},
+        "settings": {
+            **settings,
+            "epochs_run": len(losses),
+            "steps_per_epoch": steps,
+            **({} if parallel is None else parallel.settings()),
+        },
         "penalties": np.asarray(penalties) if objective.icm_pairs else np.zeros(0),
     }
     if not objective.bayesian:
