@@ -19,6 +19,7 @@ from scm_ppl.learn.mechanisms import (
     flow,
     location_scale,
 )
+from scm_ppl.learn.streaming import StreamedRows
 
 __all__ = [
     "FitHistory",
@@ -27,6 +28,7 @@ __all__ = [
     "GraphSCM",
     "Hurdle",
     "MechanismChoice",
+    "StreamedRows",
     "additive_noise",
     "bernoulli",
     "categorical",

@@ -43,7 +43,14 @@ from scm_ppl.learn.data import Data, split_rng
 from scm_ppl.learn.objective import Objective
 from scm_ppl.learn.regimes import regime_key
 
-__all__ = ["DataParallel", "agreed", "check_agreement", "data_parallel", "shard_rows"]
+__all__ = [
+    "DataParallel",
+    "agreed",
+    "check_agreement",
+    "data_parallel",
+    "shard_rows",
+    "unsupported",
+]
 
 _COMPILED = LRUCache(16)
 
@@ -195,19 +202,7 @@ def data_parallel(
             "Data-parallel fits take columns sharded along the unit axis alone, all alike; "
             "build them with scm_ppl.learn.shard_rows(this process's rows)."
         )
-    what = (
-        "method='nuts' (use 'map' or 'svi')"
-        if method == "nuts"
-        else "interventional regimes"
-        if interventions is not None or regime is not None
-        else "a validation split (hold rows out yourself and score them with the fit)"
-        if validation_fraction
-        else "the ICM penalty"
-        if icm_penalty
-        else "missing='drop' (drop rows before shard_rows, keeping the counts equal)"
-        if rest and rest[-1] != "raise"
-        else None
-    )
+    what = unsupported(method, validation_fraction, icm_penalty, interventions, regime, *rest)
     if what is not None:
         raise SettingsError(
             f"A data-parallel fit (data sharded over devices) does not support {what}."
@@ -217,7 +212,30 @@ def data_parallel(
     return DataParallel(dict(data), mesh, spec[0])
 
 
-def agreed(parallel: DataParallel | None, fn: Any, *args: Any) -> Any:
+def unsupported(
+    method: str,
+    validation_fraction: Any,
+    icm_penalty: Any,
+    interventions: Any,
+    regime: Any,
+    *rest: Any,
+) -> str | None:
+    """What of fit's settings a fit whose rows are not all in this process's memory (sharded
+    over processes, or streamed from disk) cannot honour; ``None`` when nothing."""
+    if method == "nuts":
+        return "method='nuts' (use 'map' or 'svi')"
+    if interventions is not None or regime is not None:
+        return "interventional regimes"
+    if validation_fraction:
+        return "a validation split (hold rows out yourself and score them with the fit)"
+    if icm_penalty:
+        return "the ICM penalty"
+    if rest and rest[-1] != "raise":
+        return "missing='drop' (drop the rows beforehand)"
+    return None
+
+
+def agreed(parallel: Any, fn: Any, *args: Any) -> Any:
     """``fn(*args)``, with a refusal on any process raised on every process (one that
     went on alone would wait for the others in the first all-reduce)."""
     if parallel is None or jax.process_count() == 1:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from scm_ppl.errors import DataError
-from scm_ppl.learn.distributed import check_agreement
+from scm_ppl.learn import shard_rows
+from scm_ppl.learn.distributed import check_agreement, unsupported
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,6 +91,14 @@ _TWO_DEVICES = textwrap.dedent(
         assert "Columns ['Y'] are not sharded over devices" in str(err), err
     else:
         raise AssertionError("mixed columns not refused")
+    wide = shard_units({"X": np.zeros((4, 2), np.float32), "Y": np.zeros((4, 2), np.float32)},
+                       axis=1)
+    try:
+        fit(model, wide, latent="U", progress=False)
+    except DataError as err:
+        assert "sharded along the unit axis alone" in str(err), err
+    else:
+        raise AssertionError("columns sharded along another axis not refused")
     print(f"worst relative gap {worst:.1e}")
     print("ok")
     """
@@ -121,3 +130,20 @@ def test_processes_with_unequal_rows_or_columns_are_refused():
         check_agreement([500, 400], [7, 7], "X: float32[]")
     with pytest.raises(DataError, match=r"Process\(es\) \[1\] hold columns that differ"):
         check_agreement([500, 500], [7, 8], "X: float32[]")
+
+
+def test_settings_a_fit_over_rows_elsewhere_cannot_honour():
+    assert unsupported("map", 0.0, 0.0, None, None, "U", "unit", "n", {}, "raise") is None
+    assert "method='nuts'" in str(unsupported("nuts", None, 0.0, None, None))
+    assert unsupported("map", None, 0.0, [{"x": 1.0}], [0, -1]) == "interventional regimes"
+    assert unsupported("svi", None, 0.5, None, None) == "the ICM penalty"
+    assert "missing='drop'" in str(unsupported("map", None, 0.0, None, None, "drop"))
+
+
+def test_shard_rows_refuses_what_is_not_rows():
+    with pytest.raises(DataError, match=r"takes this process's rows as \{site: array\}.*list"):
+        shard_rows([1.0, 2.0])  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"columns have rows \{'x': 3, 'y': 2\}"):
+        shard_rows({"x": [1.0, 2.0, 3.0], "y": [1.0, 2.0]})
+    with pytest.raises(DataError, match=r"columns have rows \{'x': None\}"):
+        shard_rows({"x": 1.0})
