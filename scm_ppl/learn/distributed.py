@@ -16,6 +16,12 @@ so. The minibatch indices are drawn from the same key on every device, from the 
 one process would use for the concatenated rows, so a data-parallel fit takes the steps
 that one process takes on all rows, to float round-off (sums in another order).
 
+The price of taking exactly those steps: with minibatches each device evaluates the
+program on all ``batch_size`` positions of the step, with the rows it does not hold
+masked out (a minibatch falls on the devices' rows in random shares), so the rows are
+spread over the processes' memory but a step's arithmetic is not divided among them;
+full batches (``batch_size=None``) divide it, each device scoring its own rows.
+
 What it does not do (each refused with a message before anything is compiled):
 ``method="nuts"``, interventional regimes, a validation split, the ICM penalty and
 ``missing="drop"`` (rows must stay where they are). With local latent sites and full

@@ -232,6 +232,7 @@ class StreamPlan:
         self.local = source.read(start, stop)  # checked as any fit's data
         self.dtypes: dict[str, np.dtype] = {}
         self.const: dict[str, Any] = {}
+        self.steps = 0
 
     def split(
         self, data: Data, labels: list[int], frac: float, key: jax.Array
@@ -281,6 +282,7 @@ class StreamPlan:
         return {
             "num_rows": self.rows,
             "rows_per_regime": {"-1": self.rows},
+            "steps_per_epoch": self.steps,  # each chunk's last minibatch may be short
             "streamed": {
                 "chunk_rows": self.source.chunk_rows,
                 "chunks": len(self.source.chunks),
@@ -304,6 +306,7 @@ class StreamPlan:
         jitted scan (compiled once per chunk size: the last chunk may be shorter)."""
         ((n, b),) = sizes
         chunks = self.source.chunks
+        self.steps = sum(-(-(stop - start) // min(b, stop - start)) for start, stop in chunks)
 
         def run(state, opt_state, data, const, key):
             del data

@@ -189,7 +189,7 @@ def fit_gradient(
     batch = total if batch_size is None else min(batch_size, total)
     steps = -(-total // batch)
     sizes = [(n, max(1, min(n, round(batch * n / total)))) for n in counts]
-    train_dev = [{s: jnp.asarray(v) for s, v in b.items()} for b in train]
+    train_dev = [{s: jnp.asarray(v) for s, v in b.items()} for b in train] if plan is None else []
     valid_dev = [{s: jnp.asarray(v) for s, v in b.items()} for b in valid]
     has_valid = any(num_rows(b) for b in valid)
     if optimizer is None:  # the learning rate lives in the optimizer state: no recompile

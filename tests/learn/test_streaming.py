@@ -68,6 +68,7 @@ def test_streamed_from_disk_takes_the_steps_of_the_rows_in_memory(tmp_path):
         np.testing.assert_array_equal(other.losses, fits[0].losses)
     assert fits[1].settings["streamed"] == {"chunk_rows": CHUNK, "chunks": 4}
     assert fits[1].settings["num_rows"] == N
+    assert fits[1].settings["steps_per_epoch"] == 3 * 6 + 2  # 300 rows: 6 of 50; 100: 2
     # Never more than a chunk read at once; the first chunk for the checks, two passes for
     # the latent proposal's scaling, then each epoch reads every chunk once, in its order.
     chunks = on_disk.chunks
