@@ -1,4 +1,4 @@
-"""W9: one query over N processes joined by ``jax.distributed`` (CPU collectives).
+"""W9: queries and a fit over N processes joined by ``jax.distributed`` (CPU collectives).
 
     .venv/bin/python -m benchmarks.multiprocess [processes] [units per process]
 
@@ -7,7 +7,10 @@ holds its own units of the evidence, and together they form one global array sha
 over the processes' devices along the unit axis. Every worker runs the same exact
 ``counterfactual`` (latent confounder, evidence on ``X`` and ``Y``, do(X := 0)) and
 writes its own units' answer; the launcher compares the stitched answer with one
-process running the same query on all units, and with the closed form. On a GPU cluster
+process running the same query on all units, and with the closed form. Then every worker
+fits a mechanism on its own rows (``scm_ppl.learn.shard_rows`` joins them; gradients are
+all-reduced over the processes) and the launcher checks that the fitted parameters after
+1, 2 and 3 epochs are those of one process fitting all rows, to float round-off. On a GPU cluster
 the same worker code runs with ``jax.distributed.initialize()`` reading the cluster's
 own coordinator settings (SLURM, Open MPI) instead of the localhost arguments.
 """
@@ -76,6 +79,53 @@ def _interventional(evidence, n):
     return result.world("do")["U"], result.method
 
 
+FIT_EPOCHS = (1, 2, 3)
+
+
+def _fit_model(n):
+    """A fitted mechanism ``Y = beta X + w U + s e`` with a latent ``U`` (integrated out by
+    importance sampling) and a prior on ``beta`` (a term outside the unit plate)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0))
+    w = numpyro.param("w", 0.0)
+    s = numpyro.param("s", 1.0, constraint=constraints.positive)
+    with numpyro.plate("unit", n):
+        u = numpyro.sample("U", dist.Normal(0.0, 1.0))
+        x = numpyro.sample("X", dist.Normal(u, 1.0))
+        numpyro.sample("Y", dist.Normal(beta * x + w * u, s))
+
+
+def _fit_rows(total: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    u, x = rng.normal(size=total), rng.normal(size=total)
+    x = x + u
+    y = 0.7 * x + 0.5 * u + 0.3 * rng.normal(size=total)
+    return {"X": x.astype(np.float32), "Y": y.astype(np.float32)}
+
+
+def _fits(rows, total: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(w, s, beta)`` after each number of epochs in :data:`FIT_EPOCHS` (minibatches of a
+    quarter of the rows: 4 steps an epoch), the losses of the longest fit, and the time of
+    the fits (the first compiles)."""
+    import jax
+
+    from scm_ppl import fit
+
+    out, losses = [], np.zeros(0)
+    start = time.perf_counter()
+    for epochs in FIT_EPOCHS:
+        fitted = fit(_fit_model, rows, latent="U", batch_size=total // 4, num_epochs=epochs,
+                     num_particles=4, learning_rate=0.05, validation_fraction=0.0,
+                     rng_key=jax.random.key(3), progress=False)  # fmt: skip
+        p = fitted.params
+        out.append([float(p["w"]), float(p["s"]), float(fitted.point["beta"])])
+        losses = fitted.losses
+    return np.array(out), np.asarray(losses), time.perf_counter() - start
+
+
 def _local(array) -> np.ndarray:
     """This process's units of a global array sharded along its last axis."""
     shards = sorted(array.addressable_shards, key=lambda s: s.index[-1].start or 0)
@@ -104,8 +154,13 @@ def worker(rank: int, processes: int, port: int, per: int, out: str) -> None:
     seconds = time.perf_counter() - start
     curve = _dose_response(evidence, total)
     u, u_method = _interventional(evidence, total)
+    from scm_ppl.learn import shard_rows
+
+    fit_rows = {k: v[mine] for k, v in _fit_rows(total).items()}  # this process's rows only
+    fitted, fit_losses, fit_seconds = _fits(shard_rows(fit_rows), total)
     np.savez(os.path.join(out, f"rank{rank}.npz"), y=local, seconds=seconds, method=method,
-             curve=curve, u=_local(u), u_method=u_method)  # fmt: skip
+             curve=curve, u=_local(u), u_method=u_method, fit=fitted, fit_losses=fit_losses,
+             fit_seconds=fit_seconds)  # fmt: skip
     jax.distributed.shutdown()
 
 
@@ -176,7 +231,23 @@ def main(processes: int = 2, per: int = 50_000) -> dict[str, float]:
     print(f"interventional with evidence, method {parts[0]['u_method']}: per-unit posterior "
           f"means against the closed form, rms z {rms_z(u):.2f} ({processes} processes), "
           f"{rms_z(u_one):.2f} (1 process)")  # fmt: skip
+    # fit: every process holds its rows; the N-process fit must take the steps one
+    # process takes on the concatenated rows (same minibatches, same draws of U).
+    fit_one, losses_one, fit_seconds = _fits(_fit_rows(total), total)
+    fit_gap = max(
+        float(np.max(np.abs(p["fit"] - fit_one) / np.maximum(np.abs(fit_one), 1e-3))) for p in parts
+    )
+    loss_gap = max(
+        float(np.max(np.abs(p["fit_losses"] - losses_one) / np.abs(losses_one))) for p in parts
+    )
+    print(f"fit (map, latent U, {FIT_EPOCHS[-1]} epochs x 4 minibatches): max relative "
+          f"|N-process - 1-process| of (w, s, beta) after {FIT_EPOCHS} epochs {fit_gap:.1e}, "
+          f"of the epoch losses {loss_gap:.1e}; the {len(FIT_EPOCHS)} fits "
+          f"{max(float(p['fit_seconds']) for p in parts):.2f} s ({processes} processes), "
+          f"{fit_seconds:.2f} s (1 process), one compilation included")  # fmt: skip
     return {
+        "fit": fit_gap,
+        "fit losses": loss_gap,
         "counterfactual": float(np.max(np.abs(y - one))),
         "counterfactual vs closed form": float(np.max(np.abs(y - truth))),
         "dose_response": curve_gap,

@@ -5,6 +5,7 @@ interventions on the learned mechanisms themselves (``do_mechanism``).
 A fitted SCM is an ordinary program to every query: nothing here imports the query layer.
 """
 
+from scm_ppl.learn.distributed import shard_rows
 from scm_ppl.learn.fitting import FitHistory, FittedSCM, fit
 from scm_ppl.learn.from_graph import GraphSCM, MechanismChoice, scm_from_graph
 from scm_ppl.learn.hurdle import Hurdle
@@ -18,6 +19,7 @@ from scm_ppl.learn.mechanisms import (
     flow,
     location_scale,
 )
+from scm_ppl.learn.streaming import StreamedRows
 
 __all__ = [
     "FitHistory",
@@ -26,6 +28,7 @@ __all__ = [
     "GraphSCM",
     "Hurdle",
     "MechanismChoice",
+    "StreamedRows",
     "additive_noise",
     "bernoulli",
     "categorical",
@@ -37,5 +40,6 @@ __all__ = [
     "rotate",
     "scale",
     "scm_from_graph",
+    "shard_rows",
     "stretch",
 ]

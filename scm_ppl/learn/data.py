@@ -40,6 +40,7 @@ __all__ = [
     "check_structure",
     "discover",
     "prepare",
+    "split_rng",
     "split_rows",
 ]
 
@@ -350,13 +351,19 @@ def discover(model: Callable, plate: str, size_arg: str, kwargs: dict, key: jax.
     return Structure(params=params, constraints=cons, globals=globals_, supports=supports)
 
 
+def split_rng(key: jax.Array) -> np.random.Generator:
+    """The host generator that orders rows for :func:`split_rows` (data-parallel fits
+    draw the same order of all processes' rows from it)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+
 def split_rows(
     data: Data, labels: list[int], frac: float, key: jax.Array
 ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
     """Training and validation rows, one ``{site: array}`` per regime in ``labels``: a
     share ``frac`` of each regime's rows held out, at least one row kept for training."""
     train, valid = [], []
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    rng = split_rng(key)
     for label in labels:  # on the host: a device permutation compiles anew for every N
         rows = rng.permutation(np.flatnonzero(data.labels == label))
         n_valid = min(int(frac * len(rows)), len(rows) - 1)

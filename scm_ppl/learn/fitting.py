@@ -53,6 +53,7 @@ from scm_ppl.core.inference import ProgramParts
 from scm_ppl.core.validate import check_callable, nonnegative_number
 from scm_ppl.errors import SerializationError, SettingsError
 from scm_ppl.learn.data import check_settings, check_structure, discover, prepare, split_rows
+from scm_ppl.learn.distributed import agreed
 from scm_ppl.learn.icm_penalty import IcmPair, resolve_pairs
 from scm_ppl.learn.nuts import fit_nuts
 from scm_ppl.learn.objective import FitEstimate, Objective, fitted_sites, num_rows
@@ -66,6 +67,7 @@ from scm_ppl.learn.serialize import (
     unpack,
     write_fit,
 )
+from scm_ppl.learn.streaming import row_plan
 from scm_ppl.learn.train import GradientOptions, fit_gradient, show_progress
 
 __all__ = ["FitHistory", "FittedSCM", "fit"]
@@ -473,17 +475,19 @@ def fit(
         raise SettingsError(
             f"model_kwargs sets {size_arg!r}, which fit sets to the number of rows; drop it."
         )
-    prepared = prepare(model, data, interventions, regime, latent, plate, size_arg, kwargs, missing)
+    args = (interventions, regime, latent, plate, size_arg, kwargs, missing)
+    plan = row_plan(data, method, validation_fraction, icm_penalty, *args)  # not in memory
+    prepared = agreed(plan, prepare, model, getattr(plan, "local", data), *args)
     key = jax.random.key(0) if rng_key is None else rng_key
     init_key, split_key, run_key = jax.random.split(key, 3)
     structure = discover(model, plate, size_arg, kwargs, init_key)
-    check_structure(prepared, structure, method)
+    agreed(plan, check_structure, prepared, structure, method)
     pairs = _icm_pairs(icm_penalty, icm_pairs, method, prepared, structure, plate)
     frac = (
         (0.0 if method == "nuts" else 0.1) if validation_fraction is None else validation_fraction
     )
     labels = sorted(set(prepared.labels.tolist()))  # -1 (observational) first
-    train, valid = split_rows(prepared, labels, frac, split_key)
+    train, valid = (split_rows if plan is None else plan.split)(prepared, labels, frac, split_key)
     particles = 1 if not prepared.latent else (num_particles or _DEFAULT_PARTICLES)
     objective = Objective(
         model=model,
@@ -538,7 +542,7 @@ def fit(
             num_samples=num_samples,
         )
         estimate = fit_gradient(
-            objective, train, valid, settings, optimizer, options, run_key, progress
+            objective, train, valid, settings, optimizer, options, run_key, progress, plan
         )
     return _fitted(model, estimate)
 

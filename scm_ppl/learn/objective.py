@@ -255,11 +255,24 @@ class Objective:
         const: Mapping,
         sizes: list,
         total: int,
+        shard: Any = None,
     ) -> tuple[jax.Array, jax.Array]:
         """The loss per row from minibatches: the negative log joint (MAP) or negative ELBO
-        (SVI) plus the ICM penalty ``λ Σ (log ρ)²``; and, apart, that penalty."""
+        (SVI) plus the ICM penalty ``λ Σ (log ρ)²``; and, apart, that penalty.
+
+        ``shard`` (data-parallel fits, :mod:`scm_ppl.learn.distributed`): ``(index, row
+        weights per regime, fold)`` of this device's part of the rows; its losses sum over
+        the devices to the loss of all rows, so the terms outside the plate count on device
+        0 alone, and ``fold`` gives each device its own draws of local latents."""
         params, values = self.constrain(state)
         keys = jax.random.split(key, len(batches) + 1)
+        weights: list = [None] * len(batches)
+        first = jnp.ones(())
+        if shard is not None:
+            index, weights, fold = shard
+            first = (index == 0).astype(jnp.float32)
+            if fold:
+                keys = keys.at[:-1].set(jax.vmap(lambda k: jax.random.fold_in(k, index))(keys[:-1]))
         log_q = jnp.zeros(())
         if self.bayesian:
             for i, (name, loc) in enumerate(sorted(state["loc"].items())):
@@ -269,7 +282,7 @@ class Objective:
                 values[name] = transform(z)
                 log_q = log_q + jnp.sum(dist.Normal(loc, scale).log_prob(z))
                 log_q = log_q - jnp.sum(transform.log_abs_det_jacobian(z, values[name]))
-        log_joint = -log_q
+        log_joint = -log_q * first
         captured: dict[str, jax.Array] = {}
         for i, (label, batch, (rows, size)) in enumerate(
             zip(self.labels, batches, sizes, strict=True)
@@ -277,9 +290,11 @@ class Objective:
             unit, outside, sites = self.terms_and_sites(
                 {**params, **values}, state["encoder"], label, batch, size, keys[i], const
             )
+            if weights[i] is not None:  # rows of the minibatch that other devices hold: 0
+                unit = jnp.where(weights[i], unit, 0.0)
             log_joint = log_joint + (rows / size) * jnp.sum(unit)
             if i == 0:  # global sites (priors on weights) count once, from the first regime
-                log_joint = log_joint + outside
+                log_joint = log_joint + outside * first
                 captured = sites
         penalty = jnp.zeros(())
         if self.icm_pairs:

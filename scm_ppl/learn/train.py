@@ -105,10 +105,12 @@ def _compiled_epoch(
     optimizer_key: Any,
     sizes: list[tuple[int, int]],
     steps: int,
+    rows: int | None = None,
 ) -> tuple[Callable, Callable]:
     """The jitted epoch (a scan over minibatch steps) and validation loss, cached on the
     fit's structure, so refits of one program (seeds, learning rates, data of the same
-    shape) compile once."""
+    shape) compile once. ``rows``: the number of rows the loss is per (default: those
+    given), when the epoch runs over one chunk of them (:mod:`scm_ppl.learn.streaming`)."""
     o = objective
     key = (
         hashable(o.model),
@@ -124,11 +126,13 @@ def _compiled_epoch(
         optimizer_key,
         o.icm_penalty,
         tuple(o.icm_pairs),
+        rows,
     )
     cached = _COMPILED.get(key)
     if cached is not None:
         return cached
-    total = sum(n for n, _ in sizes)
+    total = sum(n for n, _ in sizes) if rows is None else rows
+    scaled = sizes if rows is None else [(rows, b) for _, b in sizes]
 
     def epoch(state, opt_state, data, const, key):
         keys = jax.random.split(key, len(data) + 1)
@@ -148,7 +152,7 @@ def _compiled_epoch(
                 for d, i in zip(data, idx, strict=True)
             ]
             (loss, penalty), grads = jax.value_and_grad(o.loss_and_penalty, has_aux=True)(
-                state, batches, step_key, const, sizes, total
+                state, batches, step_key, const, scaled, total
             )
             updates, opt_state = optimizer.update(grads, opt_state, state)
             return (optax.apply_updates(state, updates), opt_state), (loss, penalty)
@@ -160,6 +164,10 @@ def _compiled_epoch(
     return _COMPILED.put(key, (jax.jit(epoch), jax.jit(o.validation_loss)))
 
 
+def _none(*args: Any) -> None:  # the validation loss of a fit without validation rows
+    return None
+
+
 def fit_gradient(
     objective: Objective,
     train: list[dict[str, np.ndarray]],
@@ -169,23 +177,31 @@ def fit_gradient(
     options: GradientOptions,
     key: jax.Array,
     progress: bool,
+    plan: Any = None,
 ) -> FitEstimate:
-    """Fit by gradient steps on ``objective``: MAP, or SVI when ``objective.bayesian``."""
+    """Fit by gradient steps on ``objective``: MAP, or SVI when ``objective.bayesian``;
+    with ``plan``, on rows that are not all here: sharded over processes
+    (:class:`~scm_ppl.learn.distributed.DataParallel`) or streamed from disk
+    (:class:`~scm_ppl.learn.streaming.StreamPlan`)."""
     num_epochs, batch_size, lr, patience, min_delta, restore_best, num_samples = options
-    counts = [num_rows(b) for b in train]
+    counts = [num_rows(b) for b in train] if plan is None else [plan.rows]
     total = sum(counts)
     batch = total if batch_size is None else min(batch_size, total)
     steps = -(-total // batch)
     sizes = [(n, max(1, min(n, round(batch * n / total)))) for n in counts]
-    train_dev = [{s: jnp.asarray(v) for s, v in b.items()} for b in train]
+    train_dev = [{s: jnp.asarray(v) for s, v in b.items()} for b in train] if plan is None else []
     valid_dev = [{s: jnp.asarray(v) for s, v in b.items()} for b in valid]
     has_valid = any(num_rows(b) for b in valid)
     if optimizer is None:  # the learning rate lives in the optimizer state: no recompile
         optimizer, optimizer_key = optax.inject_hyperparams(optax.adam)(learning_rate=lr), "adam"
     else:
         optimizer_key = optimizer
-    run_epoch, run_valid = _compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
-    const = feature_stats(train)
+    if plan is None:
+        run_epoch, run_valid = _compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
+        const = feature_stats(train)
+    else:  # the rows stay where they are (other processes, disk); the plan brings them
+        run_epoch = plan.compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
+        train_dev, const, run_valid = [plan.device_columns(train[0])], plan.stats(), _none
     state = initial_state(objective, train[0])
     opt_state = optimizer.init(state)
     best_state, best_value, best_epoch, wait = state, math.inf, 0, 0
@@ -234,6 +250,8 @@ def fit_gradient(
     finally:
         bar.close()
     final = best_state if restore_best and has_valid else state
+    if plan is not None:  # replicated over processes: the same values, here
+        final = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), final)
     params, values = objective.constrain(final)
     seconds = time.perf_counter() - start
     curve: dict[str, Any] = {
@@ -242,7 +260,12 @@ def fit_gradient(
         "best_epoch": best_epoch,
         "stopped_early": stopped,
         "seconds": seconds,
-        "settings": {**settings, "epochs_run": len(losses), "steps_per_epoch": steps},
+        "settings": {
+            **settings,
+            "epochs_run": len(losses),
+            "steps_per_epoch": steps,
+            **({} if plan is None else plan.settings()),
+        },
         "penalties": np.asarray(penalties) if objective.icm_pairs else np.zeros(0),
     }
     if not objective.bayesian:
