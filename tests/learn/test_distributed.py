@@ -105,6 +105,9 @@ _TWO_DEVICES = textwrap.dedent(
 )
 
 
+# A subprocess with two CPU devices compiles both fits twice: ~35 s alone, ~80 s beside
+# other tests, so it runs with the slow tests (the 2-process test checks the same).
+@pytest.mark.slow
 def test_two_devices_take_the_steps_of_one():
     env = {
         **os.environ,
