@@ -18,9 +18,10 @@ the counterfactual term of :mod:`scm_ppl.learn.images.counterfactual_training` (
 regressor trained here on the true parents of the factual training digits).
 
 'Digit preserved' is read by :class:`benchmarks.digit_classifier.DigitCNN`, trained on
-the factual training digits once and cached in ``benchmarks/results/``; its accuracy on the factual held-out digits is printed as the ceiling, and 'digit kept'
-compares the counterfactual's class with the class read on the factual image, which
-measures the mechanism alone.
+the factual training digits once and cached in ``benchmarks/results/``; its accuracy on
+the factual held-out digits is printed as the ceiling, and 'digit kept' compares the
+counterfactual's class with the class read on the factual image, which measures the
+mechanism alone.
 """
 
 from __future__ import annotations
