@@ -65,6 +65,7 @@ def test_resample_parents_is_a_permutation_per_column() -> None:
     assert not bool(jnp.all(out[:, 0] + 100 == out[:, 1]))  # the columns move apart
 
 
+@pytest.mark.slow
 def test_parent_regressor_learns_a_parent_visible_in_the_pixels() -> None:
     d = load(384)
     cond = jnp.asarray((d["thickness"] - 2.5) / 0.7)[:, None]
