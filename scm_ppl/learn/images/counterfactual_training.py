@@ -25,6 +25,7 @@ it is a constant of the program, not a learned parameter.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import equinox as eqx
@@ -154,6 +155,10 @@ class CounterfactualLoss(eqx.Module):
 
     regressor: Callable[[jax.Array], jax.Array]
     weight: float = eqx.field(static=True)
+    # ``fit`` caches its compiled epoch on the program's arguments with arrays keyed by
+    # shape only, and the regressor's weights are baked into that epoch: a digest of
+    # them, as static data, keeps two regressors of one shape from sharing it.
+    fingerprint: str = eqx.field(static=True)
 
     def __init__(self, regressor: Callable[[jax.Array], jax.Array], weight: float) -> None:
         if not callable(regressor):
@@ -167,6 +172,10 @@ class CounterfactualLoss(eqx.Module):
             )
         self.regressor = regressor
         self.weight = float(weight)
+        digest = hashlib.sha256()
+        for leaf in jax.tree_util.tree_leaves(eqx.filter(regressor, eqx.is_array)):
+            digest.update(np.asarray(leaf).tobytes())
+        self.fingerprint = digest.hexdigest()[:16]
 
     def __call__(self, images: jax.Array, asked: jax.Array) -> jax.Array:
         """Per-image penalty of counterfactual ``images (..., 28, 28)`` asked to show
