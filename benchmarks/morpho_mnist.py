@@ -184,8 +184,8 @@ def main() -> None:
     print(
         f"\n{a.mechanism}: train {a.train} images, {a.epochs} epochs, latent {a.latent}, "
         f"width {a.width}, lr {a.lr}, cf weight {a.cf_weight}, film {a.film}, seed {a.seed}: "
-        f"fit {train_s:.0f} s (with the surrogate, if any), classifier {clf_s:.0f} s, queries {query_s:.0f} s "
-        f"(CPU){surrogate_note}"
+        f"fit {train_s:.0f} s (with the surrogate, if any), classifier {clf_s:.0f} s, "
+        f"queries {query_s:.0f} s (CPU){surrogate_note}"
     )
     print("| metric | value | goal |\n|---|---|---|")
     for name, val, goal in rows:
