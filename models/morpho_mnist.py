@@ -26,6 +26,7 @@ without the label being observed. Pixel values of the ``"image"`` site are on ``
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
 from scm_ppl.core.validate import check_method
+from scm_ppl.errors import SettingsError
 from scm_ppl.learn.images import conditional_flow, conditional_vae
 
 DATA_DIR = Path(__file__).parent / "data" / "morphomnist"
@@ -142,6 +144,8 @@ def learnable_model(
     latent_dim: int = 16,
     width: int = 16,
     key: int = 0,
+    counterfactual_loss: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None,
+    film: bool = False,
 ) -> None:
     """``thickness -> intensity -> image`` with learned mechanisms (fit with ``fit``).
 
@@ -155,6 +159,12 @@ def learnable_model(
       (:func:`~scm_ppl.learn.images.conditional_flow`: exact abduction; ``latent_dim``
       unused, ``width`` the coupling networks' channels).
 
+    ``counterfactual_loss`` (VAE only, for ``fit``; leave it out in queries): a
+    :class:`~scm_ppl.learn.images.counterfactual_training.CounterfactualLoss` whose
+    regressor reads :func:`image_condition` off an image, added to the image mechanism's
+    objective so that decoded counterfactuals measure as asked. ``film`` (VAE only):
+    the parents scale and shift every decoder feature map.
+
     Examples
     --------
     >>> from numpyro import handlers
@@ -163,6 +173,11 @@ def learnable_model(
     ((2, 28, 28), (2,))
     """
     check_method(mechanism, MECHANISMS, what="image mechanism")
+    if (counterfactual_loss is not None or film) and mechanism != "vae":
+        raise SettingsError(
+            "counterfactual_loss and film are options of the VAE image mechanism; got "
+            f"mechanism={mechanism!r}. Use mechanism='vae' or drop them."
+        )
     pos = constraints.positive
     m = numpyro.param("thickness.loc", jnp.asarray(0.5))
     v = numpyro.param("thickness.scale", jnp.asarray(0.5), constraint=pos)
@@ -181,4 +196,12 @@ def learnable_model(
         if mechanism == "flow":
             conditional_flow("image", condition, width=width, key=key)
         else:
-            conditional_vae("image", condition, latent_dim=latent_dim, width=width, key=key)
+            conditional_vae(
+                "image",
+                condition,
+                latent_dim=latent_dim,
+                width=width,
+                key=key,
+                counterfactual_loss=counterfactual_loss,
+                film=film,
+            )

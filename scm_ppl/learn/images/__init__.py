@@ -1,8 +1,14 @@
 """Image mechanisms: a conditional VAE whose noise view is the latent code plus the pixel
 residual (amortised abduction), a conditional normalizing flow whose noise view inverts
 exactly, and morphometry of digit images (thickness, intensity)
-to measure what a counterfactual image did."""
+to measure what a counterfactual image did; counterfactual training of the VAE (a frozen
+regressor of the parents must read the asked values off decoded counterfactuals)."""
 
+from scm_ppl.learn.images.counterfactual_training import (
+    CounterfactualLoss,
+    ParentRegressor,
+    train_parent_regressor,
+)
 from scm_ppl.learn.images.flow import (
     LAYOUT,
     ConditionalFlowImage,
@@ -27,8 +33,10 @@ __all__ = [
     "ConditionalVAEImage",
     "ConvDecoder",
     "ConvEncoder",
+    "CounterfactualLoss",
     "CouplingNet",
     "ImageFlow",
+    "ParentRegressor",
     "check_image_value",
     "check_images",
     "check_layout",
@@ -37,4 +45,5 @@ __all__ = [
     "measure_intensity",
     "measure_thickness",
     "skeleton",
+    "train_parent_regressor",
 ]

@@ -32,6 +32,7 @@ from numpyro.distributions import constraints
 
 from scm_ppl.core.noise import NoiseView, register_noise_view
 from scm_ppl.errors import DataError, InterventionError
+from scm_ppl.learn.images.counterfactual_training import resample_parents
 
 __all__ = [
     "ConditionalVAEImage",
@@ -73,23 +74,38 @@ class ConvEncoder(eqx.Module):
 class ConvDecoder(eqx.Module):
     """``(z (k,), condition (c,)) -> mean image (28, 28)`` in ``(0, 1)``: a linear map
     to 7x7 feature maps, two stride-2 transposed convolutions (7 -> 14 -> 28); the
-    parents enter at the input and again as constant channels at 14x14."""
+    parents enter at the input and again as constant channels at 14x14. With ``film``,
+    they also scale and shift every feature map at 7x7 and 14x14 (FiLM, Perez et al.,
+    AAAI 2018): a stronger conditioning than the input alone."""
 
     lin: eqx.nn.Linear
     up1: eqx.nn.ConvTranspose2d
     up2: eqx.nn.ConvTranspose2d
+    film: eqx.nn.Linear | None
     width: int = eqx.field(static=True)
 
-    def __init__(self, cond_dim: int, latent_dim: int, width: int, key: jax.Array) -> None:
+    def __init__(
+        self, cond_dim: int, latent_dim: int, width: int, key: jax.Array, film: bool = False
+    ) -> None:
         k1, k2, k3 = jax.random.split(key, 3)
         self.lin = eqx.nn.Linear(latent_dim + cond_dim, 2 * width * 49, key=k1)
         self.up1 = eqx.nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, key=k2)
         self.up2 = eqx.nn.ConvTranspose2d(width + cond_dim, 1, 4, stride=2, padding=1, key=k3)
+        # Its own key (not a fourth split): decoders without FiLM keep their weights.
+        film_key = jax.random.fold_in(key, 1)
+        self.film = eqx.nn.Linear(cond_dim, 6 * width, key=film_key) if film else None
         self.width = width
 
     def __call__(self, z: jax.Array, condition: jax.Array) -> jax.Array:
-        h = jax.nn.silu(self.lin(jnp.concatenate([z, condition])))
-        h = jax.nn.silu(self.up1(h.reshape(2 * self.width, 7, 7)))
+        w = self.width
+        h = self.lin(jnp.concatenate([z, condition])).reshape(2 * w, 7, 7)
+        g = None if self.film is None else self.film(condition)[:, None, None]
+        if g is not None:
+            h = h * (1.0 + g[: 2 * w]) + g[2 * w : 4 * w]
+        h = self.up1(jax.nn.silu(h))
+        if g is not None:
+            h = h * (1.0 + g[4 * w : 5 * w]) + g[5 * w :]
+        h = jax.nn.silu(h)
         planes = jnp.broadcast_to(condition[:, None, None], (condition.shape[0], *h.shape[1:]))
         h = self.up2(jnp.concatenate([h, planes], axis=0))
         return jax.nn.sigmoid(h[0])
@@ -123,6 +139,10 @@ class ConditionalVAEImage(dist.Distribution):
     eps
         Standard normal draws ``(..., k)`` for the reparameterised ELBO in
         :meth:`log_prob`; ``None`` evaluates the bound at the encoder's mean.
+    cf_loss, cf_condition
+        Optional counterfactual training (:mod:`.counterfactual_training`): with ``eps``,
+        :meth:`log_prob` subtracts ``cf_loss(x', cf_condition)``, ``x'`` the
+        counterfactual of each image under parents ``cf_condition``.
 
     Examples
     --------
@@ -138,7 +158,15 @@ class ConditionalVAEImage(dist.Distribution):
 
     arg_constraints: dict[str, Any] = {}  # noqa: RUF012  (numpyro's class-level convention)
     support = constraints.independent(constraints.real, 2)  # type: ignore[assignment]
-    pytree_data_fields = ("encoder", "decoder", "condition", "scale", "eps")
+    pytree_data_fields = (
+        "encoder",
+        "decoder",
+        "condition",
+        "scale",
+        "eps",
+        "cf_loss",
+        "cf_condition",
+    )
 
     def __init__(
         self,
@@ -147,6 +175,8 @@ class ConditionalVAEImage(dist.Distribution):
         condition: ArrayLike,
         scale: ArrayLike,
         eps: ArrayLike | None = None,
+        cf_loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        cf_condition: ArrayLike | None = None,
         *,
         validate_args: bool | None = None,
     ) -> None:
@@ -159,6 +189,8 @@ class ConditionalVAEImage(dist.Distribution):
         self.condition = condition
         self.scale = jnp.asarray(scale)
         self.eps = None if eps is None else jnp.asarray(eps)
+        self.cf_loss = cf_loss
+        self.cf_condition = None if cf_condition is None else jnp.asarray(cf_condition)
         super().__init__(
             tuple(condition.shape[:-1]), (IMAGE_SIZE, IMAGE_SIZE), validate_args=validate_args
         )
@@ -201,14 +233,20 @@ class ConditionalVAEImage(dist.Distribution):
         return self.from_noise(u)
 
     def log_prob(self, value: ArrayLike, intermediates: Any = None) -> jax.Array:
-        """The evidence lower bound of ``log p(value | parents)`` (one draw, analytic KL)."""
+        """The evidence lower bound of ``log p(value | parents)`` (one draw, analytic KL),
+        less the counterfactual term while training with ``cf_loss``."""
         del intermediates  # numpyro's protocol; unused
         x = jnp.asarray(value)
         mean, log_sd = self.encode(x)
         z = mean if self.eps is None else mean + jnp.exp(log_sd) * self.eps
-        rec = dist.Normal(self.decode(z), self.scale).log_prob(x).sum(axis=(-2, -1))
+        decoded = self.decode(z)
+        rec = dist.Normal(decoded, self.scale).log_prob(x).sum(axis=(-2, -1))
         kl = 0.5 * jnp.sum(jnp.exp(2 * log_sd) + mean**2 - 1.0 - 2 * log_sd, axis=-1)
-        return rec - kl
+        if self.cf_loss is None or self.cf_condition is None or self.eps is None:
+            return rec - kl
+        # The image a counterfactual query returns: the residual carried over.
+        moved = _decode(self.decoder, z, self.cf_condition) - decoded
+        return rec - kl - self.cf_loss(jnp.clip(x + moved, 0.0, 1.0), self.cf_condition)
 
 
 # Jitted so that an eager call (a trace outside ``jit``) compiles once per network and
@@ -233,11 +271,13 @@ def _vae_view(d: ConditionalVAEImage) -> NoiseView:
 
 
 @functools.lru_cache(maxsize=16)
-def _nets(cond_dim: int, latent_dim: int, width: int, seed: int) -> tuple[eqx.Module, eqx.Module]:
+def _nets(
+    cond_dim: int, latent_dim: int, width: int, seed: int, film: bool
+) -> tuple[eqx.Module, eqx.Module]:
     with jax.ensure_compile_time_eval():
         k1, k2 = jax.random.split(jax.random.key(seed))
         return ConvEncoder(cond_dim, latent_dim, width, k1), ConvDecoder(
-            cond_dim, latent_dim, width, k2
+            cond_dim, latent_dim, width, k2, film
         )
 
 
@@ -283,6 +323,8 @@ def conditional_vae(
     width: int = 16,
     scale: float = 0.1,
     key: int = 0,
+    counterfactual_loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    film: bool = False,
 ) -> jax.Array:
     """A conditional VAE image mechanism as the sample site ``name`` (inside a plate).
 
@@ -302,6 +344,13 @@ def conditional_vae(
         Initial residual standard deviation (pixels on ``[0, 1]``).
     key
         Seed of the initial weights.
+    counterfactual_loss
+        For training only: a
+        :class:`~scm_ppl.learn.images.counterfactual_training.CounterfactualLoss` added
+        to the objective (parents resampled within the minibatch; the module's notes).
+        Leave it out in queries.
+    film
+        Condition every decoder feature map on the parents (:class:`ConvDecoder`).
 
     Returns
     -------
@@ -320,13 +369,19 @@ def conditional_vae(
     ((2, 28, 28), ['image.decoder$params', 'image.encoder$params'])
     """
     condition = jnp.asarray(condition)
-    enc0, dec0 = _nets(int(condition.shape[-1]), latent_dim, width, key)
+    enc0, dec0 = _nets(int(condition.shape[-1]), latent_dim, width, key, film)
     enc = eqx_module(f"{name}.encoder", enc0)
     dec = eqx_module(f"{name}.decoder", dec0)
     sd = numpyro.param(f"{name}.scale", jnp.asarray(scale), constraint=constraints.positive)
     rng = numpyro.prng_key()
-    eps = None if rng is None else jax.random.normal(rng, (*condition.shape[:-1], latent_dim))
-    value = numpyro.sample(name, ConditionalVAEImage(enc, dec, condition, sd, eps))
+    eps, cf_condition = None, None
+    if rng is not None:
+        if counterfactual_loss is not None:
+            rng, cf_key = jax.random.split(rng)
+            cf_condition = resample_parents(condition, cf_key)
+        eps = jax.random.normal(rng, (*condition.shape[:-1], latent_dim))
+    law = ConditionalVAEImage(enc, dec, condition, sd, eps, counterfactual_loss, cf_condition)
+    value = numpyro.sample(name, law)
     check_image_value(value, name)
     if not isinstance(value, Tracer):  # observed images checked where concrete
         check_images(value, name)
