@@ -43,7 +43,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.program import arguments_key, hashable
+from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.errors import DataError, ScmPplError, SettingsError
 from scm_ppl.learn.data import Data, split_rng
 from scm_ppl.learn.objective import Objective
@@ -333,7 +333,8 @@ class DataParallel:
             hashable(o.model),
             o.plate,
             o.size_arg,
-            arguments_key((), o.kwargs),
+            # The epoch closes over the program's keyword arguments: key them by value.
+            baked_arguments_key((), o.kwargs),
             tuple(regime_key(spec) for spec in o.regimes),
             o.num_particles,
             o.bayesian,

@@ -21,7 +21,7 @@ import optax
 from numpyro.distributions.transforms import biject_to
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.program import arguments_key, hashable
+from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.errors import FitError, SettingsError
 from scm_ppl.learn.objective import (
     FitEstimate,
@@ -116,7 +116,8 @@ def _compiled_epoch(
         hashable(o.model),
         o.plate,
         o.size_arg,
-        arguments_key((), o.kwargs),
+        # The epoch closes over the program's keyword arguments: key them by value.
+        baked_arguments_key((), o.kwargs),
         tuple(regime_key(spec) for spec in o.regimes),
         tuple(o.labels),
         o.num_particles,

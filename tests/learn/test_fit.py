@@ -639,3 +639,26 @@ def discrete_global(n):
 def test_discrete_global_latents_cannot_be_learned_by_gradient():
     with pytest.raises(ProgramError, match="Global latent site 'k' is discrete"):
         fit(discrete_global, {"x": DATA["x"]}, progress=False)
+
+
+def _offset_line(n, offset):
+    w = numpyro.param("w", 0.0)
+    with numpyro.plate("unit", n):
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(w * x + offset, 0.1))
+
+
+def test_refits_with_keyword_arrays_of_one_shape_use_each_ones_values():
+    # The compiled epoch closes over the program's keyword arguments; it was cached by
+    # their shapes, so a second fit silently trained against the first fit's offsets.
+    x = np.random.default_rng(1).normal(size=200).astype(np.float32)
+    fits = []
+    for shift in (0.0, 3.0):
+        offset = np.float32(shift) * np.ones((), np.float32)  # one shape, two values
+        data = {"x": x, "y": 2.0 * x + shift}
+        fits.append(
+            fit(_offset_line, data, model_kwargs={"offset": offset}, num_epochs=60,
+                learning_rate=0.05, progress=False, rng_key=KEY)
+        )  # fmt: skip
+    for fitted in fits:  # each must explain y by its own offset: w = 2
+        assert float(fitted.params["w"]) == pytest.approx(2.0, abs=0.05)
