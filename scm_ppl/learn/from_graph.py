@@ -42,21 +42,24 @@ from scm_ppl.core.frames import as_columns, is_frame, site_types
 from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, GraphError, SettingsError
 from scm_ppl.learn.empirical import EmpiricalRoot, RootTable, root_tables
-from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, score_flexible
-from scm_ppl.learn.glm import fit_family, score_family
+from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, row_loglik_flexible
+from scm_ppl.learn.glm import fit_family, row_loglik_family
 from scm_ppl.learn.hurdle import Hurdle
+from scm_ppl.learn.neural_logits import LOGIT_FAMILIES, fit_logits, logits_of, row_loglik_logits
 
 __all__ = ["GraphSCM", "MechanismChoice", "scm_from_graph"]
 
 FAMILIES = {
-    "binary": ("logistic",),
-    "categorical": ("softmax",),
+    "binary": ("logistic", "mlp-logistic"),
+    "categorical": ("softmax", "mlp-softmax"),
     "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES),
 }
 SQUARED = {"hurdle-sq": "hurdle"}  # a family on squared continuous parents too: its base
 LINEAR_SPACE = ("linear", *MLP_FAMILIES)  # families on the target's own scale
 ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
+CHALLENGERS = (*LOGIT_FAMILIES,)  # picked only if they beat the rest by MARGIN_SE
+MARGIN_SE = 2.0  # standard errors of the paired held-out difference per row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +154,9 @@ class GraphSCM:
         mechanisms were not fitted on (:func:`~scm_ppl.core.frames.site_levels`)."""
         return {n: s["levels"] for n, s in self.stats.items() if s["type"] != "continuous"}
 
+    def _names(self, node: str) -> list[str]:
+        return [k.split(".", 1)[1] for k in self.params if k.split(".", 1)[0] == node]
+
     def _param(self, node: str, name: str, **kw: Any) -> Any:
         return numpyro.param(f"{node}.{name}", jnp.asarray(self.params[f"{node}.{name}"]), **kw)
 
@@ -165,13 +171,17 @@ class GraphSCM:
             return dist.BernoulliLogits(linear())
         if family == "softmax":
             return dist.CategoricalLogits(linear())
+        if family in LOGIT_FAMILIES:
+            p = {k: self._param(node, k) for k in self._names(node)}
+            logits = jnp.broadcast_to(logits_of(p, feats), (n, *jnp.shape(p["bias"])))
+            law = dist.BernoulliLogits if family == "mlp-logistic" else dist.CategoricalLogits
+            return law(logits)
         if family in MLP_FAMILIES:
-            names = [k.split(".", 1)[1] for k in self.params if k.split(".", 1)[0] == node]
             p = {
                 k: self._param(
                     node, k, **({"constraint": constraints.positive} if k == "scale" else {})
                 )
-                for k in names
+                for k in self._names(node)
             }
             loc, scale = mlp_loc_scale(p, feats, family)
             return dist.Normal(s["mean"] + s["sd"] * jnp.broadcast_to(loc, (n,)), s["sd"] * scale)
@@ -226,6 +236,8 @@ class GraphSCM:
             law = {
                 "logistic": f"dist.BernoulliLogits({lin})",
                 "softmax": f"dist.CategoricalLogits({lin})",
+                "mlp-logistic": f"dist.BernoulliLogits({lin} + {hidden})",
+                "mlp-softmax": f"dist.CategoricalLogits({lin} + {hidden})",
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
@@ -317,6 +329,29 @@ def _candidates(s: dict[str, Any], y: np.ndarray) -> tuple[tuple[str, ...], str]
     if (y > 0).all():
         return ("linear", "log-linear"), "positive: log-linear is a candidate"
     return ("linear",), "a few zeros: log families excluded"
+
+
+def _pick(rows: Mapping[str, np.ndarray]) -> tuple[str, str]:
+    """The family with the best held-out likelihood, where a challenger (a flexible
+    family new to a node type) must beat the best of the others by :data:`MARGIN_SE`
+    standard errors of the paired per-row difference: on a mechanism the simpler family
+    already fits, an overfitted net otherwise wins about half of the seeds by chance."""
+    plain = [f for f in rows if f not in CHALLENGERS]
+    if not plain:  # fixed by mechanisms=
+        return next(iter(rows)), ""
+    best = max(plain, key=lambda f: float(np.mean(rows[f])))
+    gains = {}
+    for family in rows:
+        if family in CHALLENGERS:
+            d = rows[family] - rows[best]
+            se = float(np.std(d) / np.sqrt(max(len(d) - 1, 1)))
+            if float(np.mean(d)) > MARGIN_SE * se:
+                gains[family] = (float(np.mean(d)), se)
+    if not gains:
+        return best, ""
+    won = max(gains, key=lambda f: gains[f][0])
+    gain, se = gains[won]
+    return won, f"; {won} beats {best} by {gain:.3g} +- {se:.2g} per row held out"
 
 
 def scm_from_graph(
@@ -417,27 +452,37 @@ def scm_from_graph(
                 families = (*families, "hurdle-sq")
             if s["zero_share"] < ZERO_SHARE:  # a Normal net puts no mass at zero: no contest
                 families = (*families, *MLP_FAMILIES)
+        if s["type"] != "continuous" and not (parents and flexible and held.size):
+            families = families[:1]  # a net of no features, or no rows to score it on
         if node in fixed:
             families, reason = (fixed[node],), "fixed by mechanisms="
         if s["type"] == "continuous" and not set(families) <= set(LINEAR_SPACE):
             s["mean"], s["sd"] = s["log_mean"], s["log_sd"]
         linear = {**s, "mean": s["feature_mean"], "sd": s["feature_sd"]}
-        scores = {}
+        rows = {}  # held-out log-likelihood per row, by family
         for family in families:
             fs = linear if family in LINEAR_SPACE else s
             if family in MLP_FAMILIES:
                 fitted = fit_flexible(family, feats, y, fs, train, seed)
-                scores[family] = score_flexible(family, fitted, feats[~train], y[~train], fs)
+                rows[family] = row_loglik_flexible(family, fitted, feats[~train], y[~train], fs)
+                continue
+            if family in LOGIT_FAMILIES:
+                fitted = fit_logits(family, feats, y, s, train, seed)
+                rows[family] = row_loglik_logits(family, fitted, feats[~train], y[~train])
                 continue
             f = _squared(stats, parents, columns, feats) if family in SQUARED else feats
             base = SQUARED.get(family, family)
             fitted = fit_family(base, f[train], y[train], fs)
-            scores[family] = score_family(base, fitted, f[~train], y[~train], fs)
-        best = max(scores, key=scores.__getitem__) if held.size else families[-1]
+            rows[family] = row_loglik_family(base, fitted, f[~train], y[~train], fs)
+        scores = {family: float(np.mean(r)) for family, r in rows.items()}
+        best, why = _pick(rows) if held.size else (families[-1], "")
+        reason += why
         if best in LINEAR_SPACE and s["type"] == "continuous":
             s["mean"], s["sd"] = s["feature_mean"], s["feature_sd"]
         if best in MLP_FAMILIES:
             final = fit_flexible(best, feats, y, s, np.ones(n, bool), seed)
+        elif best in LOGIT_FAMILIES:
+            final = fit_logits(best, feats, y, s, np.ones(n, bool), seed)
         elif best in SQUARED:
             final = fit_family(SQUARED[best], _squared(stats, parents, columns, feats), y, s)
         else:
