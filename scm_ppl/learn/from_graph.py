@@ -46,19 +46,20 @@ from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, ro
 from scm_ppl.learn.glm import fit_family, row_loglik_family
 from scm_ppl.learn.hurdle import Hurdle
 from scm_ppl.learn.neural_logits import LOGIT_FAMILIES, fit_logits, logits_of, row_loglik_logits
+from scm_ppl.learn.spline_candidate import SPLINE_PARAMS, SplineNoise, fit_spline, row_loglik_spline
 
 __all__ = ["GraphSCM", "MechanismChoice", "scm_from_graph"]
 
 FAMILIES = {
     "binary": ("logistic", "mlp-logistic"),
     "categorical": ("softmax", "mlp-softmax"),
-    "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES),
+    "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES, "spline"),
 }
 SQUARED = {"hurdle-sq": "hurdle"}  # a family on squared continuous parents too: its base
-LINEAR_SPACE = ("linear", *MLP_FAMILIES)  # families on the target's own scale
+LINEAR_SPACE = ("linear", *MLP_FAMILIES, "spline")  # families on the target's own scale
 ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
-CHALLENGERS = (*LOGIT_FAMILIES,)  # picked only if they beat the rest by MARGIN_SE
+CHALLENGERS = (*LOGIT_FAMILIES, "spline")  # picked only if they beat the rest by MARGIN_SE
 MARGIN_SE = 2.0  # standard errors of the paired held-out difference per row
 
 
@@ -81,7 +82,7 @@ class MechanismChoice:
     >>> choice.reason
     'takes negative values: log families excluded'
     >>> {family: round(score, 2) for family, score in choice.scores.items()}
-    {'linear': -1.32, 'mlp': -1.37, 'mlp-loc-scale': -1.81}
+    {'linear': -1.32, 'mlp': -1.37, 'mlp-loc-scale': -1.81, 'spline': -1.46}
     """
 
     node: str
@@ -189,6 +190,8 @@ class GraphSCM:
         loc = s["mean"] + s["sd"] * linear()
         if family == "linear":
             return dist.Normal(loc, scale)
+        if family == "spline":
+            return SplineNoise(loc, scale, *(self._param(node, k) for k in SPLINE_PARAMS))
         if family == "log-linear":
             return dist.LogNormal(loc, scale)
         return Hurdle(linear("zero_"), loc, scale)  # hurdle, hurdle-sq (squares in feats)
@@ -201,7 +204,7 @@ class GraphSCM:
         >>> import pandas as pd, networkx as nx
         >>> df = pd.DataFrame({"x": [0.1, 1.2, 2.3, 0.4, 1.5, 2.6], "t": [0, 1, 1, 0, 1, 0]})
         >>> print(scm_from_graph(nx.DiGraph([("x", "t")]), df).summary().splitlines()[1])
-        x: continuous log-linear <- -; log-linear -0.483 | linear -1.63
+        x: continuous log-linear <- -; log-linear -0.483 | linear -1.63 | spline -2.02
         """
         lines = ["node: type family <- parents; held-out log-likelihood per row (best first)"]
         for node in self.order:
@@ -239,6 +242,9 @@ class GraphSCM:
                 "mlp-logistic": f"dist.BernoulliLogits({lin} + {hidden})",
                 "mlp-softmax": f"dist.CategoricalLogits({lin} + {hidden})",
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "spline": f"SplineNoise(mean + sd * ({lin}), sd * param('{node}.scale'), "
+                + ", ".join(f"param('{node}.{k}')" for k in SPLINE_PARAMS)
+                + ")",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle-sq": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
@@ -452,6 +458,8 @@ def scm_from_graph(
                 families = (*families, "hurdle-sq")
             if s["zero_share"] < ZERO_SHARE:  # a Normal net puts no mass at zero: no contest
                 families = (*families, *MLP_FAMILIES)
+        if s["type"] == "continuous" and flexible and held.size and s["zero_share"] < ZERO_SHARE:
+            families = (*families, "spline")  # a continuous law: no mass at zero either
         if s["type"] != "continuous" and not (parents and flexible and held.size):
             families = families[:1]  # a net of no features, or no rows to score it on
         if node in fixed:
@@ -470,6 +478,10 @@ def scm_from_graph(
                 fitted = fit_logits(family, feats, y, s, train, seed)
                 rows[family] = row_loglik_logits(family, fitted, feats[~train], y[~train])
                 continue
+            if family == "spline":
+                fitted = fit_spline(feats, y, fs, train)
+                rows[family] = row_loglik_spline(fitted, feats[~train], y[~train], fs)
+                continue
             f = _squared(stats, parents, columns, feats) if family in SQUARED else feats
             base = SQUARED.get(family, family)
             fitted = fit_family(base, f[train], y[train], fs)
@@ -483,6 +495,8 @@ def scm_from_graph(
             final = fit_flexible(best, feats, y, s, np.ones(n, bool), seed)
         elif best in LOGIT_FAMILIES:
             final = fit_logits(best, feats, y, s, np.ones(n, bool), seed)
+        elif best == "spline":
+            final = fit_spline(feats, y, s, np.ones(n, bool))
         elif best in SQUARED:
             final = fit_family(SQUARED[best], _squared(stats, parents, columns, feats), y, s)
         else:
