@@ -7,12 +7,29 @@ by likelihood):
 =============  ==========================================================================
 type           candidates
 =============  ==========================================================================
-binary         ``logistic``: Bernoulli with logits linear in the features
-categorical    ``softmax``: Categorical with logits linear in the features
-continuous     ``linear`` (Normal), ``log-linear`` (LogNormal; positive data),
+binary         ``logistic``: Bernoulli with logits linear in the features;
+               ``mlp-logistic``: logits from a one-hidden-layer net beside the linear term
+               (:mod:`~scm_ppl.learn.neural_logits`)
+categorical    ``softmax``: Categorical with logits linear in the features;
+               ``mlp-softmax``: the same with neural logits
+continuous     ``linear`` (Normal); ``log-linear`` (LogNormal; positive data);
                ``hurdle`` (:class:`~scm_ppl.learn.hurdle.Hurdle`; non-negative data with
-               at least 5 % exact zeros)
+               at least 5 % exact zeros) and ``hurdle-sq`` (the same on the squares of
+               the continuous parents too); ``mlp`` (additive-noise MLP) and
+               ``mlp-loc-scale`` (location-scale MLP; :mod:`~scm_ppl.learn.flexible`);
+               ``spline`` (linear location plus a monotone rational-quadratic spline of
+               Normal noise, for skewed or multimodal noise;
+               :mod:`~scm_ppl.learn.spline_candidate`)
 =============  ==========================================================================
+
+The nets, ``hurdle-sq`` and ``spline`` are tried with ``flexible=True`` only (the nets and
+``hurdle-sq`` where the node has parents; ``mlp*`` and ``spline`` where fewer than 5 % of
+the values are exact zeros, as they put no mass there). The candidate with the best
+held-out log-likelihood per row wins, except that ``mlp-logistic``, ``mlp-softmax`` and
+``spline`` (:data:`CHALLENGERS`) must beat the best of the others by two standard errors
+of the paired per-row difference (:data:`MARGIN_SE`): where the simpler family is the
+truth, an overfitted flexible one would otherwise win about half of the seeds by chance.
+The reason of a challenger's win, with its gain, is in :attr:`MechanismChoice.reason`.
 
 **Scale is handled inside.** Features are each parent standardised with the training
 mean and standard deviation (plus a zero indicator for a parent with many zeros, and one
@@ -398,7 +415,10 @@ def scm_from_graph(
     flexible
         Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
         and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`),
-        except where the data have many exact zeros (a Normal net puts no mass there).
+        except where the data have many exact zeros (a Normal net puts no mass there);
+        continuous nodes (roots too) the spline noise (``"spline"``) on the same terms;
+        discrete nodes with parents the neural logits (``"mlp-logistic"``,
+        ``"mlp-softmax"``). These must win by two standard errors (module docstring).
 
     Examples
     --------
