@@ -35,7 +35,10 @@ def test_neural_logits_win_where_the_logit_bends_and_abduct_like_logistic():
     and softmax in tests/learn/test_from_graph.py); then a counterfactual through the
     fitted net matches the closed form of the inverse-CDF coupling: given b = 1,
     P(b' = 1) = min(p, p') / p, to 0.05 (3 Monte-Carlo se of 1,000 draws: 0.016 each)."""
-    models = [scm_from_graph(LOGIT_GRAPH, _bent_logits(seed), seed=seed) for seed in range(10)]
+    models = [
+        scm_from_graph(LOGIT_GRAPH, _bent_logits(seed), seed=seed, roots="empirical")
+        for seed in range(10)
+    ]
     picks = [(m.choices["b"].family, m.choices["k"].family) for m in models]
     assert all(m.choices["b"].scores["mlp-logistic"] > m.choices["b"].scores["logistic"]
                for m in models)  # fmt: skip
@@ -63,12 +66,13 @@ def test_neural_logits_win_where_the_logit_bends_and_abduct_like_logistic():
 
 
 def test_a_neural_logit_family_can_be_fixed_and_only_for_its_type():
-    df = _bent_logits(0, n=200)
-    model = scm_from_graph(LOGIT_GRAPH, df, mechanisms={"b": "mlp-logistic"})
+    df = _bent_logits(0, n=200).drop(columns="k")
+    graph = LOGIT_GRAPH.subgraph(["x1", "x2", "b"])
+    model = scm_from_graph(graph, df, mechanisms={"b": "mlp-logistic"}, roots="empirical")
     assert model.choices["b"].family == "mlp-logistic"
     assert model.choices["b"].reason == "fixed by mechanisms="
     with pytest.raises(SettingsError, match=r"mechanisms\['x1'\] = 'mlp-logistic' is not a"):
-        scm_from_graph(LOGIT_GRAPH, df, mechanisms={"x1": "mlp-logistic"})
+        scm_from_graph(graph, df, mechanisms={"x1": "mlp-logistic"})
 
 
 def _bimodal_noise(seed: int, n: int = 500) -> pd.DataFrame:
