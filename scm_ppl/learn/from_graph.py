@@ -27,8 +27,9 @@ The nets, ``hurdle-sq`` and ``spline`` are tried with ``flexible=True`` only (th
 the values are exact zeros, as they put no mass there). The candidate with the best
 held-out log-likelihood per row wins, except that ``mlp-logistic``, ``mlp-softmax`` and
 ``spline`` (:data:`CHALLENGERS`) must beat the best of the others by two standard errors
-of the paired per-row difference (:data:`MARGIN_SE`): where the simpler family is the
-truth, an overfitted flexible one would otherwise win about half of the seeds by chance.
+of the paired per-row difference (:data:`MARGIN_SE`), on at least :data:`MIN_HELD_OUT`
+held-out rows: where the simpler family is the truth, an overfitted flexible one would
+otherwise win about half of the seeds by chance.
 The reason of a challenger's win, with its gain, is in :attr:`MechanismChoice.reason`.
 
 **Scale is handled inside.** Features are each parent standardised with the training
@@ -78,6 +79,7 @@ ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
 CHALLENGERS = (*LOGIT_FAMILIES, "spline")  # picked only if they beat the rest by MARGIN_SE
 MARGIN_SE = 2.0  # standard errors of the paired held-out difference per row
+MIN_HELD_OUT = 30  # rows: below this the standard error means nothing, no challenger wins
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,7 +367,7 @@ def _pick(rows: Mapping[str, np.ndarray]) -> tuple[str, str]:
     best = max(plain, key=lambda f: float(np.mean(rows[f])))
     gains = {}
     for family in rows:
-        if family in CHALLENGERS:
+        if family in CHALLENGERS and len(rows[family]) >= MIN_HELD_OUT:
             d = rows[family] - rows[best]
             se = float(np.std(d) / np.sqrt(max(len(d) - 1, 1)))
             if float(np.mean(d)) > MARGIN_SE * se:

@@ -113,3 +113,16 @@ def test_spline_noise_wins_where_the_noise_is_bimodal_in_90_percent_of_seeds():
         for seed in range(10)
     ]
     assert sum(c.family == "spline" for c in picks) >= 9, [c.family for c in picks]
+
+
+def test_a_challenger_must_win_by_two_standard_errors_on_enough_rows():
+    from scm_ppl.learn.from_graph import _pick
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=400)
+    noise = rng.normal(size=400)  # paired difference: sd 1, se 0.05
+    assert _pick({"linear": base, "spline": base + 0.05 + noise})[0] == "linear"  # 1 se
+    won, why = _pick({"linear": base, "spline": base + 0.3 + noise})  # 6 se
+    assert won == "spline" and why.startswith("; spline beats linear by 0.28")
+    few = {"logistic": base[:20], "mlp-logistic": base[:20] + 1.0}  # no se from 20 rows
+    assert _pick(few)[0] == "logistic"
