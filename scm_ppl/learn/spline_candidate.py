@@ -74,7 +74,9 @@ def spline(p: Any, v: ArrayLike, inverse: bool = False) -> tuple[jax.Array, jax.
     v = jnp.asarray(v)
     inside = jnp.abs(v) < INTERVAL
     c = jnp.clip(v, -INTERVAL, INTERVAL)
-    k = jnp.clip(jnp.searchsorted(ys if inverse else xs, c) - 1, 0, BINS - 1)
+    # compare_all: BINS + 1 knots, so one comparison each beats a loop (and compiles fast)
+    k = jnp.searchsorted(ys if inverse else xs, c, method="compare_all")
+    k = jnp.clip(k - 1, 0, BINS - 1)
     xk, wk, yk, hk = xs[k], xs[k + 1] - xs[k], ys[k], ys[k + 1] - ys[k]
     sk, dk, dk1 = hk / wk, d[k], d[k + 1]
     if inverse:  # the root in [0, 1] of the quadratic in xi (eq. 6-8 of Durkan et al.)
@@ -161,6 +163,9 @@ def _row_nll(p: dict, feats: jax.Array, z: jax.Array) -> jax.Array:
     return 0.5 * u**2 + log_slope + jnp.log(scale)
 
 
+_jit_row_nll = jax.jit(_row_nll)  # one compilation per shape, not one per operation
+
+
 def _loss(p: dict, feats: jax.Array, z: jax.Array, w: jax.Array, family: str) -> jax.Array:
     del family
     penalty = sum(jnp.sum(p[k] ** 2) for k in SPLINE_PARAMS)  # toward the identity
@@ -209,5 +214,5 @@ def row_loglik_spline(params: dict, features: np.ndarray, y: np.ndarray, stats: 
     """Log-likelihood of each row of ``y`` (data units) under the fitted mechanism."""
     p = {**params, "log_scale": np.log(params["scale"])}
     z = (np.asarray(y) - stats["mean"]) / stats["sd"]
-    nll = _row_nll(p, jnp.asarray(features, jnp.float32), jnp.asarray(z, jnp.float32))
+    nll = _jit_row_nll(p, jnp.asarray(features, jnp.float32), jnp.asarray(z, jnp.float32))
     return -np.asarray(nll, np.float64) - 0.5 * np.log(2 * np.pi) - np.log(stats["sd"])
