@@ -32,7 +32,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["HIDDEN", "MLP_FAMILIES", "fit_flexible", "fit_mlp", "mlp_loc_scale", "score_flexible"]
+__all__ = [
+    "HIDDEN",
+    "MLP_FAMILIES",
+    "fit_flexible",
+    "fit_mlp",
+    "mlp_loc_scale",
+    "row_loglik_flexible",
+    "score_flexible",
+    "train_adam",
+]
 
 MLP_FAMILIES = ("mlp", "mlp-loc-scale")
 HIDDEN = 16
@@ -64,14 +73,18 @@ def _loss(p: dict, feats: jax.Array, z: jax.Array, w: jax.Array, family: str) ->
     return nll + L2 * penalty
 
 
-@functools.partial(jax.jit, static_argnames=("family",))
-def _train(p: dict, feats: jax.Array, z: jax.Array, w: jax.Array, family: str) -> dict:
-    # Rows are weighted (0: held out), so scoring and refitting share one compilation.
+@functools.partial(jax.jit, static_argnames=("family", "loss"))
+def train_adam(
+    p: dict, feats: jax.Array, z: jax.Array, w: jax.Array, family: str, loss: Any = _loss
+) -> dict:
+    """``p`` after :data:`STEPS` full-batch Adam steps on ``loss(p, feats, z, w, family)``
+    (a module-level function, so each family compiles once per shape). Rows are weighted
+    (0: held out), so scoring and refitting share one compilation."""
     opt = optax.adam(LEARNING_RATE)
 
     def step(carry: tuple, _: None) -> tuple:
         params, state = carry
-        grads = jax.grad(_loss)(params, feats, z, w, family)
+        grads = jax.grad(loss)(params, feats, z, w, family)
         updates, state = opt.update(grads, state, params)
         return (optax.apply_updates(params, updates), state), None
 
@@ -117,7 +130,7 @@ def fit_mlp(
     tree = jax.tree_util.tree_map(jnp.asarray, p)
     feats = jnp.asarray(features, jnp.float32)
     w = jnp.ones(len(z), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
-    fitted = _train(tree, feats, jnp.asarray(z, jnp.float32), w, family)
+    fitted = train_adam(tree, feats, jnp.asarray(z, jnp.float32), w, family)
     out = {name: np.asarray(v, np.float64) for name, v in fitted.items()}
     if family == "mlp":  # the noise scale at its maximum-likelihood value given the net
         loc, _ = mlp_loc_scale(out, np.asarray(features, np.float64), family, np)
@@ -143,6 +156,13 @@ def score_flexible(
     family: str, params: dict, features: np.ndarray, y: np.ndarray, stats: dict
 ) -> float:
     """Mean log-likelihood per row of ``y`` (data units) under the fitted ``family``."""
+    return float(np.mean(row_loglik_flexible(family, params, features, y, stats)))
+
+
+def row_loglik_flexible(
+    family: str, params: dict, features: np.ndarray, y: np.ndarray, stats: dict
+) -> np.ndarray:
+    """Log-likelihood of each row of ``y`` (data units) under the fitted ``family``."""
     loc, scale = mlp_loc_scale(params, np.asarray(features, np.float64), family, np)
     mu, sd = stats["mean"] + stats["sd"] * loc, stats["sd"] * scale
-    return float(np.mean(-0.5 * ((y - mu) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)))
+    return -0.5 * ((y - mu) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)

@@ -7,12 +7,30 @@ by likelihood):
 =============  ==========================================================================
 type           candidates
 =============  ==========================================================================
-binary         ``logistic``: Bernoulli with logits linear in the features
-categorical    ``softmax``: Categorical with logits linear in the features
-continuous     ``linear`` (Normal), ``log-linear`` (LogNormal; positive data),
+binary         ``logistic``: Bernoulli with logits linear in the features;
+               ``mlp-logistic``: logits from a one-hidden-layer net beside the linear term
+               (:mod:`~scm_ppl.learn.neural_logits`)
+categorical    ``softmax``: Categorical with logits linear in the features;
+               ``mlp-softmax``: the same with neural logits
+continuous     ``linear`` (Normal); ``log-linear`` (LogNormal; positive data);
                ``hurdle`` (:class:`~scm_ppl.learn.hurdle.Hurdle`; non-negative data with
-               at least 5 % exact zeros)
+               at least 5 % exact zeros) and ``hurdle-sq`` (the same on the squares of
+               the continuous parents too); ``mlp`` (additive-noise MLP) and
+               ``mlp-loc-scale`` (location-scale MLP; :mod:`~scm_ppl.learn.flexible`);
+               ``spline`` (linear location plus a monotone rational-quadratic spline of
+               Normal noise, for skewed or multimodal noise;
+               :mod:`~scm_ppl.learn.spline_candidate`)
 =============  ==========================================================================
+
+The nets, ``hurdle-sq`` and ``spline`` are tried with ``flexible=True`` only (the nets and
+``hurdle-sq`` where the node has parents; ``mlp*`` and ``spline`` where fewer than 5 % of
+the values are exact zeros, as they put no mass there). The candidate with the best
+held-out log-likelihood per row wins, except that ``mlp-logistic``, ``mlp-softmax`` and
+``spline`` (:data:`CHALLENGERS`) must beat the best of the others by two standard errors
+of the paired per-row difference (:data:`MARGIN_SE`), on at least :data:`MIN_HELD_OUT`
+held-out rows: where the simpler family is the truth, an overfitted flexible one would
+otherwise win about half of the seeds by chance.
+The reason of a challenger's win, with its gain, is in :attr:`MechanismChoice.reason`.
 
 **Scale is handled inside.** Features are each parent standardised with the training
 mean and standard deviation (plus a zero indicator for a parent with many zeros, and one
@@ -42,21 +60,26 @@ from scm_ppl.core.frames import as_columns, is_frame, site_types
 from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, GraphError, SettingsError
 from scm_ppl.learn.empirical import EmpiricalRoot, RootTable, root_tables
-from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, score_flexible
-from scm_ppl.learn.glm import fit_family, score_family
+from scm_ppl.learn.flexible import MLP_FAMILIES, fit_flexible, mlp_loc_scale, row_loglik_flexible
+from scm_ppl.learn.glm import fit_family, row_loglik_family
 from scm_ppl.learn.hurdle import Hurdle
+from scm_ppl.learn.neural_logits import LOGIT_FAMILIES, fit_logits, logits_of, row_loglik_logits
+from scm_ppl.learn.spline_candidate import SPLINE_PARAMS, SplineNoise, fit_spline, row_loglik_spline
 
 __all__ = ["GraphSCM", "MechanismChoice", "scm_from_graph"]
 
 FAMILIES = {
-    "binary": ("logistic",),
-    "categorical": ("softmax",),
-    "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES),
+    "binary": ("logistic", "mlp-logistic"),
+    "categorical": ("softmax", "mlp-softmax"),
+    "continuous": ("linear", "log-linear", "hurdle", "hurdle-sq", *MLP_FAMILIES, "spline"),
 }
 SQUARED = {"hurdle-sq": "hurdle"}  # a family on squared continuous parents too: its base
-LINEAR_SPACE = ("linear", *MLP_FAMILIES)  # families on the target's own scale
+LINEAR_SPACE = ("linear", *MLP_FAMILIES, "spline")  # families on the target's own scale
 ROOTS = ("model", "empirical")
 ZERO_SHARE = 0.05  # a non-negative column with this share of exact zeros gets a hurdle
+CHALLENGERS = (*LOGIT_FAMILIES, "spline")  # picked only if they beat the rest by MARGIN_SE
+MARGIN_SE = 2.0  # standard errors of the paired held-out difference per row
+MIN_HELD_OUT = 30  # rows: below this the standard error means nothing, no challenger wins
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +101,7 @@ class MechanismChoice:
     >>> choice.reason
     'takes negative values: log families excluded'
     >>> {family: round(score, 2) for family, score in choice.scores.items()}
-    {'linear': -1.32, 'mlp': -1.37, 'mlp-loc-scale': -1.81}
+    {'linear': -1.32, 'mlp': -1.37, 'mlp-loc-scale': -1.81, 'spline': -1.46}
     """
 
     node: str
@@ -151,6 +174,9 @@ class GraphSCM:
         mechanisms were not fitted on (:func:`~scm_ppl.core.frames.site_levels`)."""
         return {n: s["levels"] for n, s in self.stats.items() if s["type"] != "continuous"}
 
+    def _names(self, node: str) -> list[str]:
+        return [k.split(".", 1)[1] for k in self.params if k.split(".", 1)[0] == node]
+
     def _param(self, node: str, name: str, **kw: Any) -> Any:
         return numpyro.param(f"{node}.{name}", jnp.asarray(self.params[f"{node}.{name}"]), **kw)
 
@@ -165,13 +191,17 @@ class GraphSCM:
             return dist.BernoulliLogits(linear())
         if family == "softmax":
             return dist.CategoricalLogits(linear())
+        if family in LOGIT_FAMILIES:
+            p = {k: self._param(node, k) for k in self._names(node)}
+            logits = jnp.broadcast_to(logits_of(p, feats), (n, *jnp.shape(p["bias"])))
+            law = dist.BernoulliLogits if family == "mlp-logistic" else dist.CategoricalLogits
+            return law(logits)
         if family in MLP_FAMILIES:
-            names = [k.split(".", 1)[1] for k in self.params if k.split(".", 1)[0] == node]
             p = {
                 k: self._param(
                     node, k, **({"constraint": constraints.positive} if k == "scale" else {})
                 )
-                for k in names
+                for k in self._names(node)
             }
             loc, scale = mlp_loc_scale(p, feats, family)
             return dist.Normal(s["mean"] + s["sd"] * jnp.broadcast_to(loc, (n,)), s["sd"] * scale)
@@ -179,6 +209,8 @@ class GraphSCM:
         loc = s["mean"] + s["sd"] * linear()
         if family == "linear":
             return dist.Normal(loc, scale)
+        if family == "spline":
+            return SplineNoise(loc, scale, *(self._param(node, k) for k in SPLINE_PARAMS))
         if family == "log-linear":
             return dist.LogNormal(loc, scale)
         return Hurdle(linear("zero_"), loc, scale)  # hurdle, hurdle-sq (squares in feats)
@@ -191,7 +223,7 @@ class GraphSCM:
         >>> import pandas as pd, networkx as nx
         >>> df = pd.DataFrame({"x": [0.1, 1.2, 2.3, 0.4, 1.5, 2.6], "t": [0, 1, 1, 0, 1, 0]})
         >>> print(scm_from_graph(nx.DiGraph([("x", "t")]), df).summary().splitlines()[1])
-        x: continuous log-linear <- -; log-linear -0.483 | linear -1.63
+        x: continuous log-linear <- -; log-linear -0.483 | linear -1.63 | spline -2.02
         """
         lines = ["node: type family <- parents; held-out log-likelihood per row (best first)"]
         for node in self.order:
@@ -226,7 +258,12 @@ class GraphSCM:
             law = {
                 "logistic": f"dist.BernoulliLogits({lin})",
                 "softmax": f"dist.CategoricalLogits({lin})",
+                "mlp-logistic": f"dist.BernoulliLogits({lin} + {hidden})",
+                "mlp-softmax": f"dist.CategoricalLogits({lin} + {hidden})",
                 "linear": f"dist.Normal(mean + sd * ({lin}), sd * param('{node}.scale'))",
+                "spline": f"SplineNoise(mean + sd * ({lin}), sd * param('{node}.scale'), "
+                + ", ".join(f"param('{node}.{k}')" for k in SPLINE_PARAMS)
+                + ")",
                 "log-linear": f"dist.LogNormal(mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
                 "hurdle-sq": f"Hurdle({zero}, mean + sd * ({lin}), sd * param('{node}.scale'))",
@@ -319,6 +356,29 @@ def _candidates(s: dict[str, Any], y: np.ndarray) -> tuple[tuple[str, ...], str]
     return ("linear",), "a few zeros: log families excluded"
 
 
+def _pick(rows: Mapping[str, np.ndarray]) -> tuple[str, str]:
+    """The family with the best held-out likelihood, where a challenger (a flexible
+    family new to a node type) must beat the best of the others by :data:`MARGIN_SE`
+    standard errors of the paired per-row difference: on a mechanism the simpler family
+    already fits, an overfitted net otherwise wins about half of the seeds by chance."""
+    plain = [f for f in rows if f not in CHALLENGERS]
+    if not plain:  # fixed by mechanisms=
+        return next(iter(rows)), ""
+    best = max(plain, key=lambda f: float(np.mean(rows[f])))
+    gains = {}
+    for family in rows:
+        if family in CHALLENGERS and len(rows[family]) >= MIN_HELD_OUT:
+            d = rows[family] - rows[best]
+            se = float(np.std(d) / np.sqrt(max(len(d) - 1, 1)))
+            if float(np.mean(d)) > MARGIN_SE * se:
+                gains[family] = (float(np.mean(d)), se)
+    if not gains:
+        return best, ""
+    won = max(gains, key=lambda f: gains[f][0])
+    gain, se = gains[won]
+    return won, f"; {won} beats {best} by {gain:.3g} +- {se:.2g} per row held out"
+
+
 def scm_from_graph(
     graph: nx.DiGraph,
     data: Any,
@@ -357,7 +417,10 @@ def scm_from_graph(
     flexible
         Whether continuous nodes with parents also try the additive-noise MLP (``"mlp"``)
         and the location-scale MLP (``"mlp-loc-scale"``; :mod:`scm_ppl.learn.flexible`),
-        except where the data have many exact zeros (a Normal net puts no mass there).
+        except where the data have many exact zeros (a Normal net puts no mass there);
+        continuous nodes (roots too) the spline noise (``"spline"``) on the same terms;
+        discrete nodes with parents the neural logits (``"mlp-logistic"``,
+        ``"mlp-softmax"``). These must win by two standard errors (module docstring).
 
     Examples
     --------
@@ -417,27 +480,45 @@ def scm_from_graph(
                 families = (*families, "hurdle-sq")
             if s["zero_share"] < ZERO_SHARE:  # a Normal net puts no mass at zero: no contest
                 families = (*families, *MLP_FAMILIES)
+        if s["type"] == "continuous" and flexible and held.size and s["zero_share"] < ZERO_SHARE:
+            families = (*families, "spline")  # a continuous law: no mass at zero either
+        if s["type"] != "continuous" and not (parents and flexible and held.size):
+            families = families[:1]  # a net of no features, or no rows to score it on
         if node in fixed:
             families, reason = (fixed[node],), "fixed by mechanisms="
         if s["type"] == "continuous" and not set(families) <= set(LINEAR_SPACE):
             s["mean"], s["sd"] = s["log_mean"], s["log_sd"]
         linear = {**s, "mean": s["feature_mean"], "sd": s["feature_sd"]}
-        scores = {}
+        rows = {}  # held-out log-likelihood per row, by family
         for family in families:
             fs = linear if family in LINEAR_SPACE else s
             if family in MLP_FAMILIES:
                 fitted = fit_flexible(family, feats, y, fs, train, seed)
-                scores[family] = score_flexible(family, fitted, feats[~train], y[~train], fs)
+                rows[family] = row_loglik_flexible(family, fitted, feats[~train], y[~train], fs)
+                continue
+            if family in LOGIT_FAMILIES:
+                fitted = fit_logits(family, feats, y, s, train, seed)
+                rows[family] = row_loglik_logits(family, fitted, feats[~train], y[~train])
+                continue
+            if family == "spline":
+                fitted = fit_spline(feats, y, fs, train)
+                rows[family] = row_loglik_spline(fitted, feats[~train], y[~train], fs)
                 continue
             f = _squared(stats, parents, columns, feats) if family in SQUARED else feats
             base = SQUARED.get(family, family)
             fitted = fit_family(base, f[train], y[train], fs)
-            scores[family] = score_family(base, fitted, f[~train], y[~train], fs)
-        best = max(scores, key=scores.__getitem__) if held.size else families[-1]
+            rows[family] = row_loglik_family(base, fitted, f[~train], y[~train], fs)
+        scores = {family: float(np.mean(r)) for family, r in rows.items()}
+        best, why = _pick(rows) if held.size else (families[-1], "")
+        reason += why
         if best in LINEAR_SPACE and s["type"] == "continuous":
             s["mean"], s["sd"] = s["feature_mean"], s["feature_sd"]
         if best in MLP_FAMILIES:
             final = fit_flexible(best, feats, y, s, np.ones(n, bool), seed)
+        elif best in LOGIT_FAMILIES:
+            final = fit_logits(best, feats, y, s, np.ones(n, bool), seed)
+        elif best == "spline":
+            final = fit_spline(feats, y, s, np.ones(n, bool))
         elif best in SQUARED:
             final = fit_family(SQUARED[best], _squared(stats, parents, columns, feats), y, s)
         else:

@@ -17,7 +17,7 @@ from scipy import optimize, special
 
 from scm_ppl.errors import SettingsError
 
-__all__ = ["fit_family", "score_family"]
+__all__ = ["fit_family", "row_loglik_family", "score_family"]
 
 RIDGE = 1e-4  # keeps separable logistic fits (a treated group with no CPS twin) finite
 
@@ -99,21 +99,27 @@ def score_family(
     family: str, params: dict, features: np.ndarray, y: np.ndarray, stats: dict
 ) -> float:
     """Mean log-likelihood per row of ``y`` (data units) under the fitted ``family``."""
+    return float(np.mean(row_loglik_family(family, params, features, y, stats)))
+
+
+def row_loglik_family(
+    family: str, params: dict, features: np.ndarray, y: np.ndarray, stats: dict
+) -> np.ndarray:
+    """Log-likelihood of each row of ``y`` (data units) under the fitted ``family``."""
     if family in ("logistic", "softmax"):
         logits = features @ params["weight"] + params["bias"]
         if family == "logistic":
             logits = np.column_stack([np.zeros_like(logits), logits])
         logp = logits - special.logsumexp(logits, axis=1, keepdims=True)
-        return float(np.mean(logp[np.arange(len(y)), y.astype(int)]))
+        return logp[np.arange(len(y)), y.astype(int)]
     loc = features @ params["weight"] + params["bias"]
     scale = params["scale"] * stats["sd"]
     if family == "linear":
-        return float(np.mean(_normal_logpdf(y, stats["mean"] + stats["sd"] * loc, scale)))
+        return _normal_logpdf(y, stats["mean"] + stats["sd"] * loc, scale)
     positive = y > 0
     log_y = np.log(np.where(positive, y, 1.0))
     log_pos = _normal_logpdf(log_y, stats["mean"] + stats["sd"] * loc, scale) - log_y
     if family == "log-linear":
-        return float(np.mean(log_pos))
+        return log_pos
     zero_logit = features @ params["zero_weight"] + params["zero_bias"]
-    ll = np.where(positive, -np.logaddexp(0, zero_logit) + log_pos, -np.logaddexp(0, -zero_logit))
-    return float(np.mean(ll))
+    return np.where(positive, -np.logaddexp(0, zero_logit) + log_pos, -np.logaddexp(0, -zero_logit))

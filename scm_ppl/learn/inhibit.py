@@ -100,6 +100,8 @@ def inhibit(
         "hurdle-sq": ("", "zero_"),
         "mlp": ("", "hidden_"),
         "mlp-loc-scale": ("", "hidden_"),
+        "mlp-logistic": ("", "hidden_"),
+        "mlp-softmax": ("", "hidden_"),
     }.get(family, ("",))
     # The first feature row of a continuous parent is z = (value - mean) / sd, so the
     # shifted parent is z + delta.
