@@ -31,16 +31,12 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.inference import shapes, split_arguments
-from scm_ppl.core.program import arguments_key
+from scm_ppl.core.inference import split_arguments
 from scm_ppl.errors import AbductionError
-from scm_ppl.query.per_unit_nuts import chain_diagnostics, unit_sampler
+from scm_ppl.query.per_unit_nuts import _per_unit_compiled, chain_diagnostics, unit_sampler
 from scm_ppl.query.scaling import unit_plate
 
 __all__ = ["per_unit_choice", "per_unit_latents", "per_unit_or_joint"]
-
-_MAX_BLOCK = 64
-"""Largest number of latent values per unit solved as one dense block."""
 
 _UNROLL = 8
 """Latent values per unit up to which the draws' product is unrolled (its terms grow as
@@ -155,19 +151,11 @@ def _moments_fn(model, rebuild, evidence_names, site_shapes: dict[str, tuple]) -
 
 
 def _compiled(model, args, kwargs, evidence, latent) -> tuple | str:
-    key = (model, arguments_key(args, kwargs), shapes(dict(evidence)), tuple(latent))
-    found: tuple | str | None = _COMPILED.get(key)
-    if found is None:
-        site_shapes = _latent_shapes(model, args, kwargs, evidence, latent)
-        if isinstance(site_shapes, str):
-            found = site_shapes
-        else:
-            _, rebuild = split_arguments(args, kwargs)
-            found = _moments_fn(model, rebuild, sorted(evidence), site_shapes)
-            if found[3] > _MAX_BLOCK:
-                found = f"each unit has {found[3]} latent values (closed form up to {_MAX_BLOCK})"
-        _COMPILED.put(key, found)
-    return found
+    return _per_unit_compiled(
+        _COMPILED, model, args, kwargs, evidence, latent, _latent_shapes,
+        lambda rebuild, site_shapes: _moments_fn(model, rebuild, sorted(evidence), site_shapes),
+        lambda found: found[3], "closed form",
+    )  # fmt: skip
 
 
 def per_unit_choice(
