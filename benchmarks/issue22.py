@@ -1,7 +1,7 @@
 """Issue 22's benchmarks in one command: result paths, latent confounders at scale, two
 processes, memory. Writes ``benchmarks/results/issue22.md``.
 
-    .venv/bin/python -m benchmarks.issue22           # the sizes of the issue (~15 min)
+    .venv/bin/python -m benchmarks.issue22           # the sizes of the issue (~30 min)
     .venv/bin/python -m benchmarks.issue22 --quick   # tiny sizes: the plumbing
 
 Each part runs in its own subprocess(es) of this interpreter, one after the other:
@@ -11,9 +11,11 @@ Each part runs in its own subprocess(es) of this interpreter, one after the othe
   all 10 sites, 10⁴ and 10⁶ units, median of 5 fresh processes.
 * **W8** (``benchmarks/w8_latent.py``): the latent-confounder counterfactual posterior
   (evidence on ``X``, do(X := 0)) per unit (closed form) at 10², 10⁴, 10⁶ units and by joint
-  NUTS at 10² and 10⁴ (at 10⁶ the joint chain would take hours); the same with a
-  saturating mechanism (``--tanh``: per-unit NUTS against joint NUTS). ChiRho runs only
-  where its side environment exists (``bash benchmarks/setup_envs.sh``).
+  NUTS at 10² and 10⁴ (at 10⁶ the joint chain would take hours); ChiRho
+  (``benchmarks/w8_chirho.py``, its joint NUTS, in its side environment, made by
+  ``bash benchmarks/setup_envs.sh``) at 10² and 10⁴ units, each size in its own process
+  with 10 minutes to finish; the same with a saturating mechanism (``--tanh``: per-unit
+  NUTS against joint NUTS, at the sizes where ``"auto"`` takes per-unit NUTS).
 * **W9** (``benchmarks/multiprocess.py``): 2 processes joined by ``jax.distributed`` on
   localhost against one process and the closed form.
 * **Memory** (``benchmarks/memory.py``): peak RSS of W1 at 10⁷ units, unchunked and with
@@ -37,12 +39,15 @@ from benchmarks.common import REPO_DIR, RESULTS_DIR
 CHIRHO = REPO_DIR / "benchmarks" / ".envs" / "chirho" / "bin" / "python"
 
 
-def _module(args: list[str], timeout: float = 3600) -> str:
+def _module(args: list[str], timeout: float = 3600, python: Path | None = None) -> str:
     start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
-        cwd=REPO_DIR,
-    )  # fmt: skip
+    try:
+        out = subprocess.run(
+            [str(python or sys.executable), "-m", *args], capture_output=True, text=True,
+            timeout=timeout, cwd=REPO_DIR,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"`{' '.join(args)}` did not finish in {timeout / 60:.0f} minutes (stopped)."
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         return (
@@ -63,14 +68,16 @@ def main(quick: bool) -> Path:
         w1 = ["benchmarks.w1_result_paths", "1000", "10000"]
         w8 = ["benchmarks.w8_latent", "--joint", "100", "100:200", "1000:200"]
         w8t = ["benchmarks.w8_latent", "--tanh", "--joint", "100", "100:200"]
+        chirho = ["100:200"]
         w9 = ["benchmarks.multiprocess", "2", "1000"]
         memory = ["benchmarks.memory", "100000", "20000"]
     else:
         w1 = ["benchmarks.w1_result_paths", "10000", "1000000"]
         w8 = ["benchmarks.w8_latent", "--joint", "100,10000", "100:1000", "10000:1000",
               "1000000:100"]  # fmt: skip
-        w8t = ["benchmarks.w8_latent", "--tanh", "--joint", "100,10000", "100:1000",
-               "10000:1000"]  # fmt: skip
+        w8t = ["benchmarks.w8_latent", "--tanh", "--joint", "100,1000", "100:1000",
+               "1000:1000"]  # fmt: skip
+        chirho = ["100:1000", "10000:1000"]
         w9 = ["benchmarks.multiprocess", "2", "50000"]
         memory = ["benchmarks.memory", str(10**7), str(10**6)]
     parts = [
@@ -82,16 +89,16 @@ def main(quick: bool) -> Path:
         _module(w1),
         "## W8: latent confounder, evidence on X, do(X := 0)",
         _module(w8),
-        "### W8 with a saturating mechanism (per-unit NUTS)",
-        _module(w8t),
+        "### W8 on ChiRho (joint NUTS, Pyro's JIT; 10 minutes per size)",
     ]
     if CHIRHO.exists():
-        parts.append("ChiRho: its environment exists; W8 on ChiRho is not wired yet.")
+        parts += [_module(["benchmarks.w8_chirho", size], 600, CHIRHO) for size in chirho]
     else:
         parts.append(
             f"ChiRho: not run, its side environment ({CHIRHO.relative_to(REPO_DIR)}) does not "
             "exist on this machine (`bash benchmarks/setup_envs.sh` makes it)."
         )
+    parts += ["### W8 with a saturating mechanism (per-unit NUTS)", _module(w8t)]
     parts += ["## W9: two processes (jax.distributed, CPU collectives, localhost)", _module(w9)]
     parts += ["## Memory: W1 at 10⁷ units" if not quick else "## Memory", _module(memory)]
     parts.append(f"Load average at the end: {_load()}.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -77,10 +76,6 @@ def _unflatten(names: Any, values: Any) -> LazyGroup:
 
 
 jax.tree_util.register_pytree_node(LazyGroup, _flatten, _unflatten)
-
-
-def _read(group: Mapping[str, Any], name: str) -> Any:
-    return group[name]
 
 
 DimsSpec = Mapping[str, Sequence[str]] | Callable[[str, tuple[int, ...]], Sequence[str]]
@@ -250,27 +245,31 @@ class CausalResult:
     def _view_variables(self, group: str) -> dict[str, tuple]:
         variables = self._groups[group]
         spec = self._dims.get(group, {})
+        by_name = callable(spec)
         lead = [] if group == "observed_data" else ["chain", "draw"]
+        stacked = self._stacked is not None and self._stacked[0] == group
+        if stacked:
+            labels = self._stacked[2]  # type: ignore[index]
+            worlds = [self._worlds[label] for label in labels]
+        else:
+            worlds = [variables]
+        # Any world has the shape: the last is a computed one, never the lazy factual.
+        last = worlds[-1]
         out: dict[str, tuple] = {}
         for name in variables:
-            if self._stacked is not None and self._stacked[0] == group:
-                _, _, labels = self._stacked
-                # Any world has the shape: the last is a computed one, never the lazy factual.
-                first = self._worlds[labels[-1]][name]
-                shape = (*first.shape[:2], len(labels), *first.shape[2:])
-                parts = [functools.partial(_read, self._worlds[label], name) for label in labels]
-                axis: int | None = 2
-                dtype = first.dtype
+            if stacked:
+                first = last[name]
+                shape = (*first.shape[:2], len(worlds), *first.shape[2:])
+                dtype, axis = first.dtype, 2
             else:
                 known = variables.shape_of(name) if isinstance(variables, LazyGroup) else None
                 if known is None:
                     value = variables[name]
                     known = (tuple(value.shape), value.dtype)
                 shape, dtype = known
-                parts, axis = [functools.partial(_read, variables, name)], None
-            inner = tuple(shape[len(lead) :])
-            dims = spec(name, inner) if callable(spec) else spec[name]
-            out[name] = ([*lead, *dims], tuple(shape), dtype, parts, axis)
+                axis = None
+            dims = spec(name, tuple(shape[len(lead) :])) if by_name else spec[name]
+            out[name] = ([*lead, *dims], tuple(shape), dtype, worlds, axis)
         return out
 
     def __getattr__(self, name: str) -> Any:

@@ -99,3 +99,40 @@ def test_per_unit_equals_joint_nuts_on_100_units() -> None:
     ess = min(float(joint.attrs.get("min_ess", 200.0)), 1000.0)
     se = np.sqrt(truth.var / 1000 + truth.var / ess)
     assert np.max(np.abs(a.mean(0) - b.mean(0)) / se) < 4.5
+
+
+def _ten_latents(n: int) -> None:
+    with numpyro.plate("unit", n):
+        previous = 0.0
+        for k in range(10):
+            u = numpyro.sample(f"u{k}", dist.Normal(0.0, 1.0))
+            numpyro.sample(f"x{k}", dist.Normal(u + 2.0 * previous, 1.0))
+            previous = u
+
+
+@pytest.mark.parametrize("unroll, n", [(8, 50), (16, 40)])  # n: a compile of its own
+def test_ten_correlated_latents_per_unit_match_gaussian_conditioning(monkeypatch, unroll, n):
+    """Both products of the draws (batched past ``_UNROLL`` values per unit, else unrolled).
+    Known answer: ``x = A u + e`` with ``A = I + 2 (sub-diagonal)``, ``u, e ~ N(0, I)``,
+    so ``u | x ~ N(P^-1 A^T x, P^-1)`` with ``P = I + A^T A``. Whitened by the true
+    posterior, the draws are standard normal: each mean within 4.5 standard errors
+    (500 values, 2000 independent draws) and each unit's covariance within 0.15 of the
+    identity (standard errors sqrt(2 / 2000) = 0.032 on the diagonal, 0.022 off it:
+    4.7 and 6.7 of them, over 5,000 entries)."""
+    from scm_ppl.query import per_unit
+
+    monkeypatch.setattr(per_unit, "_UNROLL", unroll)
+    draws, names = 2000, [f"u{k}" for k in range(10)]
+    x = np.random.default_rng(3).normal(size=(10, n)).astype(np.float32)
+    evidence = {f"x{k}": x[k] for k in range(10)}
+    z, _ = per_unit.per_unit_latents(_ten_latents, (n,), {}, evidence, tuple(names), draws,
+                            jax.random.key(4))  # fmt: skip
+    u = np.stack([np.asarray(z[k])[0] for k in names], axis=-1)  # (draws, n, 10)
+    a = np.eye(10) + 2.0 * np.eye(10, k=-1)
+    precision = np.eye(10) + a.T @ a
+    mean = np.linalg.solve(precision, a.T @ x.astype(np.float64)).T  # (n, 10)
+    white = (u - mean) @ np.linalg.cholesky(precision)  # L^T (u - m) ~ N(0, I)
+    assert np.abs(white.mean(0)).max() * np.sqrt(draws) < 4.5
+    centred = white - white.mean(0)
+    covariance = np.einsum("sni,snj->nij", centred, centred) / (draws - 1)
+    assert np.abs(covariance - np.eye(10)).max() < 0.15

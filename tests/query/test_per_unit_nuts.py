@@ -164,3 +164,17 @@ def test_per_unit_nuts_matches_the_closed_form_on_500_units() -> None:
     y = np.asarray(result.world("cf")["Y"]).reshape(-1, n)
     z = np.abs(y.mean(0) - truth.mean) / np.sqrt(truth.var / result.attrs["min_ess"])
     assert z.max() < 4.5, z.max()
+
+
+def test_antithetic_chains_get_stans_ess_floor_not_a_negative_ess() -> None:
+    """An AR(1) chain with phi = -0.9 (true ESS N (1 - phi) / (1 + phi) = 19 N): numpyro's
+    estimator, which has no floor on tau, reports a negative ESS; with Stan's floor
+    (tau >= 1 / log10 N; Vehtari et al. 2021, eq. 11) it is N log10 N = 3000."""
+    e = np.random.default_rng(0).normal(size=2000)[1000:]  # a stream that goes negative
+    x = np.zeros(1000)
+    for t in range(1, 1000):
+        x[t] = -0.9 * x[t - 1] + e[t]
+    chain = x[None, :, None]
+    assert effective_sample_size(chain).min() < 0  # numpyro's estimator
+    got = chain_diagnostics(jnp.asarray(chain, jnp.float32))["min_ess"]
+    np.testing.assert_allclose(got, 1000 * np.log10(1000), rtol=1e-5)

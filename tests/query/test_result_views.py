@@ -109,3 +109,46 @@ def test_sel_view_is_identical_to_xarray_and_shares_coordinates(result) -> None:
     assert both.identical(idata.predictions["c"].sel(world=["cf"]))
     with pytest.raises(KeyError):
         result.predictions["c"].sel(world="nope")
+
+
+def _slots(obj) -> dict:
+    names = {s for cls in type(obj).__mro__ for s in getattr(cls, "__slots__", ())}
+    return {s: getattr(obj, s, "<unset>") for s in sorted(names - {"__weakref__"})}
+
+
+def test_direct_constructors_set_every_slot_xarrays_own_set() -> None:
+    """The result views build xarray objects without xarray's constructors (their checks
+    cost more than a read); each must leave exactly the object xarray's would."""
+    import xarray as xr
+    from xarray.core import indexing
+
+    from scm_ppl import convert
+
+    values = np.arange(6.0).reshape(2, 3)
+    ours, theirs = convert._variable(("a", "b"), values), xr.Variable(("a", "b"), values)
+    assert _slots(ours) == _slots(theirs) and ours.identical(theirs)
+    source = convert._Lazy([{"y": values}], "y", (2, 3), values.dtype, None)
+    lazy = convert._lazily_indexed(source)
+    reference = indexing.LazilyIndexedArray(source)
+    assert lazy.key.tuple == reference.key.tuple and lazy.shape == reference.shape
+    coords, indexes = {"a": xr.Variable("a", [0, 1])}, {}
+    array = convert._data_array(ours, dict(coords), "y", dict(indexes))
+    reference = convert._Picked(ours, dict(coords), name="y", indexes=dict(indexes), fastpath=True)
+    assert _slots(array) == _slots(reference)
+    view = convert.lazy_dataset({"y": (["a", "b"], (2, 3), "float64", [{"y": values}], None)},
+                                {}, {"note": [1]})  # fmt: skip
+    plain = xr.Dataset({"y": (("a", "b"), values)}, coords={"a": [0, 1], "b": [0, 1, 2]},
+                       attrs={"note": "[1]"})  # fmt: skip
+    assert set(_slots(view)) == set(_slots(plain)) and view.identical(plain)
+
+
+def test_sel_along_another_dim_and_the_shared_label(result) -> None:
+    idata = result.to_inference_data()
+    # A unit of the stacked worlds: xarray's indexing over both worlds, same answer.
+    by_unit = result.predictions["c"].sel(unit=3)
+    assert by_unit.identical(idata.predictions["c"].sel(unit=3))
+    one = result.predictions["c"].sel(world="cf")
+    # The label's 0-d coordinate is shared by every result of this shape: read-only.
+    with pytest.raises(ValueError, match="read-only"):
+        one["world"].values[()] = "factual"
+    assert one.identical(idata.predictions["c"].sel(world="cf"))
