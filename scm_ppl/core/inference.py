@@ -184,10 +184,22 @@ def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, An
         arrays = [process_local(v) for v in samples.values()]
         whole = whole and all(w for _, w in arrays)
         out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a, _ in arrays)
-        out["min_ess"] = min(float(np.nanmin(effective_sample_size(a))) for a, _ in arrays)
+        out["min_ess"] = min(
+            float(np.nanmin(_floored_ess(a, effective_sample_size))) for a, _ in arrays
+        )
     if not whole:
         out["diagnostics_scope"] = "this process's units"
     return out
+
+
+def _floored_ess(draws: np.ndarray, effective_sample_size: Callable) -> np.ndarray:
+    """numpyro's ESS with Stan's floor on the autocorrelation time (tau >= 1 / log10 N,
+    so ESS <= N log10 N): numpyro puts none, and an antithetic chain (lag-1 correlation
+    near -0.5, common for NUTS on near-Gaussian targets) gives tau <= 0, a negative ESS."""
+    ess = np.asarray(effective_sample_size(draws))
+    total = draws.shape[0] * draws.shape[1]
+    cap = total * np.log10(total)
+    return np.where(np.isnan(ess) | ((ess > 0) & (ess <= cap)), ess, cap)
 
 
 def nuts_problems(diagnostics: Mapping[str, float], min_ess: float | None) -> list[str]:
