@@ -126,3 +126,32 @@ def test_a_challenger_must_win_by_two_standard_errors_on_enough_rows():
     assert won == "spline" and why.startswith("; spline beats linear by 0.28")
     few = {"logistic": base[:20], "mlp-logistic": base[:20] + 1.0}  # no se from 20 rows
     assert _pick(few)[0] == "logistic"
+
+
+@pytest.mark.slow  # ~10 s alone: fit and two compiles
+def test_fits_of_the_new_families_save_and_load_with_the_same_answers(tmp_path):
+    """A spline-noise and a neural-logit mechanism, refined by fit, saved and loaded: the
+    same parameters and the same counterfactual, draw for draw."""
+    from scm_ppl import fit
+    from scm_ppl.learn import FittedSCM
+
+    rng = np.random.default_rng(3)
+    df = _bimodal_noise(1, n=300)
+    df["b"] = (rng.random(300) < 1 / (1 + np.exp(-3 * df["x"] * (df["y"] - 1)))).astype(int)
+    graph = nx.DiGraph([("x", "y"), ("x", "b"), ("y", "b")])
+    model = scm_from_graph(graph, df, mechanisms={"y": "spline", "b": "mlp-logistic"})
+    fitted = fit(model, df, num_epochs=2, progress=False, rng_key=jax.random.key(0))
+    fitted.save(tmp_path / "fit.npz")
+    loaded = FittedSCM.load(tmp_path / "fit.npz", model)
+    assert loaded.params.keys() == fitted.params.keys()
+    for name, value in fitted.params.items():
+        np.testing.assert_array_equal(np.asarray(loaded.params[name]), np.asarray(value))
+    rows = df.iloc[:5]
+    kw = {"rng_key": jax.random.key(1), "model_kwargs": {"n": 5}, "num_samples": 50}
+    answers = [
+        counterfactual(m, rows, {"x": rows["x"].to_numpy() + 1.0}, **kw) for m in (fitted, loaded)
+    ]
+    for site in ("y", "b"):
+        np.testing.assert_array_equal(
+            np.asarray(answers[0].world("cf")[site]), np.asarray(answers[1].world("cf")[site])
+        )
