@@ -328,7 +328,7 @@ class FittedSCM:
 
 def fit(
     model: Callable,
-    data: Mapping[str, Any],
+    data: Mapping[str, Any] | Any,
     *,
     method: str = "map",
     interventions: Sequence[Mapping[str, Any] | Sequence[str]] | None = None,
@@ -363,8 +363,11 @@ def fit(
         A NumPyro program ``model(n, ...)`` whose per-unit sites sit in
         ``numpyro.plate(plate, n)`` (see the module notes for the convention).
     data
-        ``{site: array}``, one row per unit (the unit axis first), every column ``N`` rows.
-        Every per-unit sample site must be given, unless named in ``latent``.
+        ``{site: array}`` or a pandas DataFrame (columns named as sites), one row per
+        unit (the unit axis first), every column ``N`` rows; also rows joined over
+        processes (:func:`~scm_ppl.learn.shard_rows`) or streamed from disk
+        (:class:`~scm_ppl.learn.StreamedRows`). Every per-unit sample site must be given,
+        unless named in ``latent``.
     method
         ``"map"`` (point estimates; MAP for global latent sites), ``"svi"`` (a Gaussian
         variational posterior over global latent sites) or ``"nuts"`` (posterior draws;
