@@ -36,11 +36,16 @@ _C_ENCODE = getattr(json.encoder, "c_make_encoder", None)
 # The C encoder behind ``_JSON.encode`` made once (``encode`` makes one per call: half of
 # the cost of a result's attrs). No circular-reference check: attrs are trees of plain
 # values; a cycle would end in a RecursionError instead of a ValueError.
-_ENCODE = (
-    _C_ENCODE(None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-    if _C_ENCODE is not None
-    else None
-)
+try:  # c_make_encoder is CPython's private signature: fall back if it ever changes
+    _ENCODE = (
+        _C_ENCODE(
+            None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+        )
+        if _C_ENCODE is not None
+        else None
+    )
+except TypeError:
+    _ENCODE = None
 
 
 def _encode(value: Any) -> str:
@@ -163,7 +168,7 @@ def _whole_key(ndim: int) -> indexing.BasicIndexer:
 # data and copy the index mappings: a few microseconds per object, which at ten sites and
 # one world each is most of a read. Here every argument is known valid by construction
 # (dims are a tuple of one name per axis, the data already the array xarray would hold);
-# ``tests/test_convert.py`` checks each against xarray's constructor with ``identical``
+# ``tests/query/test_result_views.py`` checks each against xarray's constructor with ``identical``
 # and the same slots, so an xarray that adds a slot fails there, not here.
 _new = object.__new__
 

@@ -183,13 +183,21 @@ def nuts_diagnostics(samples: Mapping[str, Any], diverging: Any) -> dict[str, An
     if samples:
         arrays = [process_local(v) for v in samples.values()]
         whole = whole and all(w for _, w in arrays)
-        out["max_r_hat"] = max(float(np.nanmax(split_gelman_rubin(a))) for a, _ in arrays)
-        out["min_ess"] = min(
-            float(np.nanmin(_floored_ess(a, effective_sample_size))) for a, _ in arrays
-        )
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant sites: NaN, below
+            r_hat = [np.ravel(split_gelman_rubin(a)) for a, _ in arrays]
+            ess = [np.ravel(_floored_ess(a, effective_sample_size)) for a, _ in arrays]
+        out["max_r_hat"] = _over_defined(np.concatenate(r_hat), np.max)
+        out["min_ess"] = _over_defined(np.concatenate(ess), np.min)
     if not whole:
         out["diagnostics_scope"] = "this process's units"
     return out
+
+
+def _over_defined(values: np.ndarray, reduce: Callable) -> float:
+    """``reduce`` over the values that are defined: a constant site has no r_hat or ESS
+    (NaN), and must neither hide the others nor raise NumPy's all-NaN warning."""
+    defined = values[~np.isnan(values)]
+    return float(reduce(defined)) if defined.size else float("nan")
 
 
 def _floored_ess(draws: np.ndarray, effective_sample_size: Callable) -> np.ndarray:
@@ -207,10 +215,11 @@ def nuts_problems(diagnostics: Mapping[str, float], min_ess: float | None) -> li
     problems = []
     if diagnostics.get("divergences", 0) > 0:
         problems.append(f"{int(diagnostics['divergences'])} divergent transitions")
-    if diagnostics.get("max_r_hat", 1.0) > 1.05:
-        problems.append(f"max r_hat {diagnostics['max_r_hat']:.3f} > 1.05")
-    if min_ess is not None and diagnostics.get("min_ess", np.inf) < min_ess:
-        problems.append(f"min ESS {diagnostics['min_ess']:.0f}")
+    r_hat, ess = diagnostics.get("max_r_hat", 1.0), diagnostics.get("min_ess", np.inf)
+    if r_hat > 1.05 or np.isnan(r_hat):  # NaN: every checked value was constant
+        problems.append(f"max r_hat {r_hat:.3f} > 1.05" if r_hat > 1.05 else "r_hat undefined")
+    if min_ess is not None and (ess < min_ess or np.isnan(ess)):
+        problems.append(f"min ESS {ess:.0f}" if ess < min_ess else "ESS undefined")
     return problems
 
 

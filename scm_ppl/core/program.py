@@ -190,6 +190,10 @@ def baked_arguments_key(args: tuple, kwargs: Mapping[str, Any]) -> Any:
     for leaf in leaves:
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
             parts.append(("id", id(leaf)))  # another process holds part of it: by identity
+        elif isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(leaf))  # a typed key has no NumPy view
+            digest = hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+            parts.append(("key", leaf.shape, str(leaf.dtype), digest))
         elif isinstance(leaf, (np.ndarray, jax.Array)):
             values = np.ascontiguousarray(leaf)
             digest = hashlib.blake2b(values.tobytes(), digest_size=16).hexdigest()

@@ -143,6 +143,13 @@ def shard_rows(columns: Mapping[str, Any]) -> dict[str, jax.Array]:
     signature = zlib.crc32(here.encode()) & 0x7FFFFFFF
     gathered = _gather(np.array([n, signature], np.int64))
     check_agreement(gathered[:, 0], gathered[:, 1], here)
+    # After the agreement (dtypes included), so every process refuses alike.
+    text = {k: str(v.dtype) for k, v in local.items() if not _numeric(v)}
+    if text:
+        raise DataError(
+            f"Columns of shard_rows that are not numeric: {text}; code labels as integers "
+            "(as fit codes a DataFrame's categories) before sharding."
+        )
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     if n % jax.local_device_count():
         raise DataError(
@@ -155,6 +162,10 @@ def shard_rows(columns: Mapping[str, Any]) -> dict[str, jax.Array]:
         k: jax.make_array_from_process_local_data(sharding, v, (total, *v.shape[1:]))
         for k, v in local.items()
     }
+
+
+def _numeric(values: np.ndarray) -> bool:
+    return values.dtype == bool or bool(np.issubdtype(values.dtype, np.number))
 
 
 def _local_rows(array: jax.Array) -> np.ndarray:
@@ -335,6 +346,8 @@ class DataParallel:
             o.size_arg,
             # The epoch closes over the program's keyword arguments: key them by value.
             baked_arguments_key((), o.kwargs),
+            tuple(sorted(o.local.items())),  # which sites the epoch integrates out
+            o.prior_local,
             tuple(regime_key(spec) for spec in o.regimes),
             o.num_particles,
             o.bayesian,

@@ -15,20 +15,24 @@ minibatches drawn as an in-memory fit draws them from all rows (a random permuta
 the chunk's rows, cut into ``batch_size`` steps): block shuffling, the usual compromise
 between a full shuffle (random reads over the whole file for every minibatch) and none.
 The loss of every step is per row of all ``N`` rows (a minibatch's rows scaled by
-``N / batch_size``, priors counted once), so the optimum is the in-memory fit's. While
+``N / batch_size``, priors counted once per step), and a chunk whose steps see its rows
+more or fewer times than a chunk of whole batches (a short last chunk, a last partial
+batch) is weighted so that every row counts the same over an epoch. While
 the device runs one chunk's steps, the host reads the next (JAX dispatches
 asynchronously).
 
 What is checked: the first chunk as any fit's data (sites, shapes, dtypes, supports);
-every chunk for NaN/inf as it is read (before compiling when local latent sites make the
-fit read every row first, for the scaling of their proposal; else during the first
-epoch, which then stops with the rows named). Not supported (refused before anything is
+every later chunk for NaN/inf, for values its site's dtype cannot hold, and against the
+supports, as it is read (NaN/inf before compiling when local latent sites make the fit
+read every row first, for the scaling of their proposal; else during the first epoch,
+which then stops with the rows named). A slice of a memory map streams its own rows. Not supported (refused before anything is
 compiled): ``method="nuts"``, interventional regimes, a validation split, the ICM
 penalty, ``missing="drop"``, and several processes.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -40,12 +44,26 @@ import optax
 
 from scm_ppl.core.validate import positive_int
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.data import Data
+from scm_ppl.learn.data import Data, check_structure
 from scm_ppl.learn.distributed import DataParallel, data_parallel, unsupported
 from scm_ppl.learn.objective import Objective
 from scm_ppl.learn.train import _compiled_epoch
 
 __all__ = ["StreamedRows", "row_plan"]
+
+
+def _file_offset(name: str, value: np.memmap) -> int:
+    """Where a memory map's first element sits in its file. A slice of a memmap keeps
+    its parent's ``offset`` (and file name), so the position is read off the mapping."""
+    mapping = getattr(value, "_mmap", None)
+    if mapping is None:
+        raise DataError(
+            f"Column '{name}': cannot tell where this np.memmap's rows sit in "
+            f"{value.filename!r}; give the .npy path, or np.load(path, mmap_mode='r') whole."
+        )
+    mapped_from = value.offset - value.offset % mmap.ALLOCATIONGRANULARITY
+    start = np.frombuffer(mapping, np.uint8).ctypes.data
+    return int(mapped_from + value.ctypes.data - start)
 
 
 class _Column:
@@ -55,7 +73,7 @@ class _Column:
     def __init__(self, name: str, value: Any) -> None:
         self.name, self.array = name, None
         if isinstance(value, np.memmap) and value.filename is not None:
-            self.path, self.offset = os.fspath(value.filename), int(value.offset)
+            self.path, self.offset = os.fspath(value.filename), _file_offset(name, value)
             self.dtype, self.shape = value.dtype, tuple(value.shape)
             fortran = not value.flags.c_contiguous
         elif isinstance(value, (str, os.PathLike)):
@@ -231,6 +249,7 @@ class StreamPlan:
         start, stop = source.chunks[0]
         self.local = source.read(start, stop)  # checked as any fit's data
         self.dtypes: dict[str, np.dtype] = {}
+        self.template: Data | None = None  # the first chunk, prepared: later ones follow it
         self.const: dict[str, Any] = {}
         self.steps = 0
 
@@ -239,6 +258,7 @@ class StreamPlan:
     ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
         del labels, frac, key  # one regime, no validation rows (checked)
         self.dtypes = {k: v.dtype for k, v in data.columns.items()}
+        self.template = data
         self.const = self._stats(data) if data.latent else self._first_stats(data)
         self.local = {}  # the first chunk is read again in its turn
         return [data.columns], [{k: v[:0] for k, v in data.columns.items()}]
@@ -289,10 +309,23 @@ class StreamPlan:
             },
         }
 
-    def _chunk(self, start: int, stop: int) -> list[dict[str, jax.Array]]:
+    def _chunk(self, start: int, stop: int, structure: Any) -> list[dict[str, jax.Array]]:
+        """One chunk's rows, checked as the first chunk was (finite, each value its site's
+        type and in its support), so a bad row far into the file is not scored silently."""
         columns = self.source.read(start, stop)
         _check_finite(columns, start)
-        return [{k: jnp.asarray(columns[k].astype(t, copy=False)) for k, t in self.dtypes.items()}]
+        cast = {k: columns[k].astype(t, copy=False) for k, t in self.dtypes.items()}
+        for k, v in cast.items():
+            if v.dtype != columns[k].dtype and not np.array_equal(v, columns[k]):
+                raise DataError(
+                    f"Data for '{k}' in rows {start}..{stop - 1} hold values that are not "
+                    f"{v.dtype} (e.g. a fraction in an integer-coded column), unlike the "
+                    "first rows; fix or drop those rows in the file."
+                )
+        assert self.template is not None
+        chunk = self.template._replace(columns=cast, labels=np.full(stop - start, -1))
+        check_structure(chunk, structure, "map")  # supports; its other check ran before
+        return [{k: jnp.asarray(v) for k, v in cast.items()}]
 
     def compiled_epoch(
         self,
@@ -317,10 +350,17 @@ class StreamPlan:
                 start, stop = chunks[c]
                 m = stop - start
                 batch = min(b, m)
+                chunk_steps = -(-m // batch)
+                # Every row must weigh as much as in a chunk of whole batches: a short tail
+                # chunk's one step (or a chunk's last, partly repeated, batch) would
+                # otherwise count its rows b/m times over, every epoch.
+                weight = n * m / (b * chunk_steps)
                 epoch, _ = _compiled_epoch(
-                    o, optimizer, optimizer_key, [(m, batch)], -(-m // batch), rows=n
-                )
-                rows = self._chunk(start, stop)  # read while the device runs the last chunk
+                    o, optimizer, optimizer_key, [(m, batch)], chunk_steps, rows=n,
+                    weighted_rows=weight,
+                )  # fmt: skip
+                # read while the device runs the last chunk
+                rows = self._chunk(start, stop, o.structure)
                 if losses:  # then wait for it: without this the loop would read ahead
                     jax.block_until_ready(losses[-1])  # every chunk while the first runs
                 state, opt_state, loss, penalty = epoch(

@@ -106,11 +106,14 @@ def _compiled_epoch(
     sizes: list[tuple[int, int]],
     steps: int,
     rows: int | None = None,
+    weighted_rows: float | None = None,
 ) -> tuple[Callable, Callable]:
     """The jitted epoch (a scan over minibatch steps) and validation loss, cached on the
     fit's structure, so refits of one program (seeds, learning rates, data of the same
     shape) compile once. ``rows``: the number of rows the loss is per (default: those
-    given), when the epoch runs over one chunk of them (:mod:`scm_ppl.learn.streaming`)."""
+    given), when the epoch runs over one chunk of them (:mod:`scm_ppl.learn.streaming`);
+    ``weighted_rows``: how many of them the chunk's minibatch stands for (default
+    ``rows``), so a chunk whose steps see its rows more or less than once weighs right."""
     o = objective
     key = (
         hashable(o.model),
@@ -118,6 +121,8 @@ def _compiled_epoch(
         o.size_arg,
         # The epoch closes over the program's keyword arguments: key them by value.
         baked_arguments_key((), o.kwargs),
+        tuple(sorted(o.local.items())),  # which sites the epoch integrates out
+        o.prior_local,
         tuple(regime_key(spec) for spec in o.regimes),
         tuple(o.labels),
         o.num_particles,
@@ -128,12 +133,14 @@ def _compiled_epoch(
         o.icm_penalty,
         tuple(o.icm_pairs),
         rows,
+        weighted_rows,
     )
     cached = _COMPILED.get(key)
     if cached is not None:
         return cached
     total = sum(n for n, _ in sizes) if rows is None else rows
-    scaled = sizes if rows is None else [(rows, b) for _, b in sizes]
+    weighted = rows if weighted_rows is None else weighted_rows
+    scaled = sizes if rows is None else [(weighted, b) for _, b in sizes]
 
     def epoch(state, opt_state, data, const, key):
         keys = jax.random.split(key, len(data) + 1)

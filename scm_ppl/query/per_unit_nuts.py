@@ -427,7 +427,8 @@ def _diagnostics(x: jax.Array, starts: jax.Array, block: int) -> tuple[jax.Array
         return _diagnostics_block(jax.lax.dynamic_slice_in_dim(x, start, block, axis=2))
 
     r_hat, ess = jax.lax.map(one, starts)
-    return jnp.max(r_hat), jnp.min(ess)
+    # A block of constant values has no r_hat or ESS (NaN); it must not hide the others.
+    return jnp.nanmax(r_hat), jnp.nanmin(ess)
 
 
 def _variance_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -24,3 +24,28 @@ def test_an_antithetic_chain_gets_stans_ess_floor_not_a_negative_ess() -> None:
     np.testing.assert_allclose(got["min_ess"], 1000 * np.log10(1000), rtol=1e-6)
     got = nuts_diagnostics({"a": plain}, np.zeros((1, 1000), bool))
     np.testing.assert_allclose(got["min_ess"], effective_sample_size(plain), rtol=1e-6)
+
+
+def test_a_constant_site_neither_hides_a_bad_r_hat_nor_passes_for_a_good_one() -> None:
+    from scm_ppl.core.inference import nuts_problems
+
+    rng = np.random.default_rng(2)
+    stuck = np.stack([rng.normal(size=200), 5.0 + rng.normal(size=200)])  # r_hat >> 1.05
+    constant = np.zeros((2, 200))  # r_hat and ESS undefined (NaN)
+    got = nuts_diagnostics({"c": constant, "s": stuck}, np.zeros((2, 200), bool))
+    assert got["max_r_hat"] > 1.05 and np.isfinite(got["min_ess"])
+    assert any("r_hat" in p for p in nuts_problems(got, min_ess=100))
+    only_constant = nuts_diagnostics({"c": constant}, np.zeros((2, 200), bool))
+    assert np.isnan(only_constant["max_r_hat"])
+    assert nuts_problems(only_constant, min_ess=100) == ["r_hat undefined", "ESS undefined"]
+
+
+def test_the_fit_cache_key_takes_typed_prng_keys_by_value() -> None:
+    import jax
+
+    from scm_ppl.core.program import baked_arguments_key
+
+    def key(seed):
+        return baked_arguments_key((), {"k": jax.random.key(seed)})
+
+    assert key(0) == key(0) and key(0) != key(1)

@@ -150,3 +150,5 @@ def test_shard_rows_refuses_what_is_not_rows():
         shard_rows({"x": [1.0, 2.0, 3.0], "y": [1.0, 2.0]})
     with pytest.raises(DataError, match=r"columns have rows \{'x': None\}"):
         shard_rows({"x": 1.0})
+    with pytest.raises(DataError, match=r"not numeric: \{'k': '<U1'\}; code labels as integers"):
+        shard_rows({"x": [1.0, 2.0], "k": ["a", "b"]})

@@ -7,7 +7,7 @@ import pytest
 from numpyro import handlers
 
 from models.morpho_mnist import learnable_model, load
-from scm_ppl.core.program import arguments_key
+from scm_ppl.core.program import arguments_key, baked_arguments_key
 from scm_ppl.errors import DataError, SettingsError
 from scm_ppl.learn.images import ConditionalVAEImage, ConvDecoder, ConvEncoder
 from scm_ppl.learn.images.counterfactual_training import (
@@ -123,10 +123,11 @@ def test_film_conditions_the_decoder_and_leaves_the_plain_decoder_as_it_was() ->
 
 
 def test_two_regressors_of_one_shape_do_not_share_a_compiled_fit() -> None:
-    # fit's compile cache keys arrays of the program's arguments by shape only.
+    # fit's epoch cache (baked_arguments_key) and the shape-keyed query caches alike.
     a = CounterfactualLoss(ParentRegressor(2, jax.random.key(0), width=4), 1.0)
     b = CounterfactualLoss(ParentRegressor(2, jax.random.key(1), width=4), 1.0)
     same = CounterfactualLoss(ParentRegressor(2, jax.random.key(0), width=4), 1.0)
-    key = lambda loss: arguments_key((), {"counterfactual_loss": loss})
-    assert key(a) != key(b)
-    assert key(a) == key(same)
+    for keyed in (arguments_key, baked_arguments_key):
+        a_key, b_key, same_key = (keyed((), {"counterfactual_loss": x}) for x in (a, b, same))
+        assert a_key != b_key
+        assert a_key == same_key

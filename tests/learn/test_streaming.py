@@ -135,3 +135,49 @@ def test_bad_streamed_rows_are_refused(tmp_path):
     bad["Y"][700] = np.nan  # in the third chunk: found when it is read
     with pytest.raises(DataError, match=r"'Y' hold 1 NaN/inf value\(s\) in rows 600\.\.899"):
         _fit(StreamedRows(_files(tmp_path, bad), chunk_rows=CHUNK))
+
+
+def _coin(n):
+    p = numpyro.param("p", 0.5, constraint=constraints.unit_interval)
+    with numpyro.plate("unit", n):
+        numpyro.sample("B", dist.Bernoulli(p))
+
+
+def test_a_later_chunk_outside_the_support_or_type_is_refused(tmp_path) -> None:
+    # The first chunk is checked like any fit's data; the rows after it must be too, or a
+    # 2 in a Bernoulli column (or a fraction cast to an integer) is scored without a word.
+    settings = dict(batch_size=50, num_epochs=1, progress=False)
+    for bad, match in ((2.0, "outside the support"), (0.5, "are not")):
+        b = np.zeros(400)
+        b[350] = bad
+        source = StreamedRows(_files(tmp_path / str(bad), {"B": b}), chunk_rows=300)
+        with pytest.raises(DataError, match=match):
+            fit(_coin, source, **settings)
+
+
+def test_a_slice_of_a_memmap_streams_its_own_rows(tmp_path) -> None:
+    # A slice of a memmap keeps its parent's offset: reading by that offset gave the
+    # file's first rows instead of the slice's.
+    path = _files(tmp_path, {"X": np.arange(10.0)})["X"]
+    whole = np.load(path, mmap_mode="r")
+    source = StreamedRows({"X": whole[6:]}, chunk_rows=2)
+    np.testing.assert_array_equal(source.read(0, 4)["X"], [6.0, 7.0, 8.0, 9.0])
+
+
+def _level(n):
+    w = numpyro.param("w", 0.0)
+    with numpyro.plate("unit", n):
+        numpyro.sample("Y", dist.Normal(w, 1.0))
+
+
+def test_a_short_last_chunk_weighs_its_rows_as_the_others(tmp_path) -> None:
+    """300 rows at 0 and a last chunk of 10 rows at 10: the optimum is their mean, 0.32.
+    Counted once per step, the short chunk's rows weighed b/m = 10 times as much, which
+    moves the optimum to 2.5. Plain SGD (step 0.05 on the loss per row) ends within 0.05."""
+    import optax
+
+    y = np.concatenate([np.zeros(300), np.full(10, 10.0)]).astype(np.float32)
+    source = StreamedRows(_files(tmp_path, {"Y": y}), chunk_rows=300)
+    fitted = fit(_level, source, batch_size=100, num_epochs=100, optimizer=optax.sgd(0.05),
+                 progress=False)  # fmt: skip
+    assert float(fitted.params["w"]) == pytest.approx(y.mean(), abs=0.05)

@@ -155,9 +155,9 @@ class CounterfactualLoss(eqx.Module):
 
     regressor: Callable[[jax.Array], jax.Array]
     weight: float = eqx.field(static=True)
-    # ``fit`` caches its compiled epoch on the program's arguments with arrays keyed by
-    # shape only, and the regressor's weights are baked into that epoch: a digest of
-    # them, as static data, keeps two regressors of one shape from sharing it.
+    # A digest of the regressor's weights, as static data: losses with regressors of one
+    # shape then differ even under a cache that keys arrays by shape only
+    # (``arguments_key``); ``fit``'s own epoch cache keys them by value as well.
     fingerprint: str = eqx.field(static=True)
 
     def __init__(self, regressor: Callable[[jax.Array], jax.Array], weight: float) -> None:
