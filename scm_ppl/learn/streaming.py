@@ -25,9 +25,9 @@ What is checked: the first chunk as any fit's data (sites, shapes, dtypes, suppo
 every later chunk for NaN/inf, for values its site's dtype cannot hold, and against the
 supports, as it is read (NaN/inf before compiling when local latent sites make the fit
 read every row first, for the scaling of their proposal; else during the first epoch,
-which then stops with the rows named). A slice of a memory map streams its own rows. Not supported (refused before anything is
-compiled): ``method="nuts"``, interventional regimes, a validation split, the ICM
-penalty, ``missing="drop"``, and several processes.
+which then stops with the rows named). A slice of a memory map streams its own rows.
+Not supported (refused before anything is compiled): ``method="nuts"``, interventional
+regimes, a validation split, the ICM penalty, ``missing="drop"``, and several processes.
 """
 
 from __future__ import annotations
