@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--cf-weight", type=float, default=0.0, help="counterfactual training")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     p.add_argument("--film", action="store_true", help="FiLM conditioning of the decoder")
+    p.add_argument("--decoder", choices=("conv", "stroke"), default="conv")
     p.add_argument("--npz", default=str(RESULTS / "morpho_mnist_cf.npz"), help="'' to skip")
     a = p.parse_args()
 
@@ -74,6 +75,8 @@ def main() -> None:
     mk = {"mechanism": a.mechanism, "latent_dim": a.latent, "width": a.width}
     if a.film:
         mk["film"] = True
+    if a.decoder != "conv":
+        mk["decoder"] = a.decoder
     if a.seed:
         mk["key"] = a.seed
     t0 = time.perf_counter()
@@ -183,7 +186,8 @@ def main() -> None:
     )
     print(
         f"\n{a.mechanism}: train {a.train} images, {a.epochs} epochs, latent {a.latent}, "
-        f"width {a.width}, lr {a.lr}, cf weight {a.cf_weight}, film {a.film}, seed {a.seed}: "
+        f"width {a.width}, lr {a.lr}, cf weight {a.cf_weight}, film {a.film}, "
+        f"decoder {a.decoder}, seed {a.seed}: "
         f"fit {train_s:.0f} s (with the surrogate, if any), classifier {clf_s:.0f} s, "
         f"queries {query_s:.0f} s (CPU){surrogate_note}"
     )

@@ -146,6 +146,7 @@ def learnable_model(
     key: int = 0,
     counterfactual_loss: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None,
     film: bool = False,
+    decoder: str = "conv",
 ) -> None:
     """``thickness -> intensity -> image`` with learned mechanisms (fit with ``fit``).
 
@@ -163,7 +164,11 @@ def learnable_model(
     :class:`~scm_ppl.learn.images.counterfactual_training.CounterfactualLoss` whose
     regressor reads :func:`image_condition` off an image, added to the image mechanism's
     objective so that decoded counterfactuals measure as asked. ``film`` (VAE only):
-    the parents scale and shift every decoder feature map.
+    the parents scale and shift every decoder feature map. ``decoder`` (VAE only):
+    ``"conv"`` a generic convolutional decoder, ``"stroke"`` a
+    :class:`~scm_ppl.learn.images.StrokeDecoder` (the latent draws the digit's skeleton,
+    thickness and intensity set the pen's width and ink: the form of Morpho-MNIST's own
+    rendering, built in).
 
     Examples
     --------
@@ -173,9 +178,9 @@ def learnable_model(
     ((2, 28, 28), (2,))
     """
     check_method(mechanism, MECHANISMS, what="image mechanism")
-    if (counterfactual_loss is not None or film) and mechanism != "vae":
+    if (counterfactual_loss is not None or film or decoder != "conv") and mechanism != "vae":
         raise SettingsError(
-            "counterfactual_loss and film are options of the VAE image mechanism; got "
+            "counterfactual_loss, film and decoder are options of the VAE image mechanism; got "
             f"mechanism={mechanism!r}. Use mechanism='vae' or drop them."
         )
     pos = constraints.positive
@@ -204,4 +209,5 @@ def learnable_model(
                 key=key,
                 counterfactual_loss=counterfactual_loss,
                 film=film,
+                decoder=decoder,
             )

@@ -1,5 +1,6 @@
 """Image mechanisms: a conditional VAE whose noise view is the latent code plus the pixel
-residual (amortised abduction), a conditional normalizing flow whose noise view inverts
+residual (amortised abduction; a generic convolutional decoder or a stroke decoder whose
+parents set a pen's width and ink), a conditional normalizing flow whose noise view inverts
 exactly, and morphometry of digit images (thickness, intensity)
 to measure what a counterfactual image did; counterfactual training of the VAE (a frozen
 regressor of the parents must read the asked values off decoded counterfactuals)."""
@@ -18,6 +19,7 @@ from scm_ppl.learn.images.flow import (
     conditional_flow,
 )
 from scm_ppl.learn.images.morphometry import measure_intensity, measure_thickness, skeleton
+from scm_ppl.learn.images.stroke import StrokeDecoder
 from scm_ppl.learn.images.vae import (
     ConditionalVAEImage,
     ConvDecoder,
@@ -37,6 +39,7 @@ __all__ = [
     "CouplingNet",
     "ImageFlow",
     "ParentRegressor",
+    "StrokeDecoder",
     "check_image_value",
     "check_images",
     "check_layout",

@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from jax.core import Tracer
 from jax.typing import ArrayLike
 from numpyro.contrib.module import eqx_module
 from numpyro.distributions import constraints
@@ -41,7 +40,7 @@ from numpyro.distributions import constraints
 from scm_ppl.core.noise import NoiseView, register_noise_view
 from scm_ppl.core.validate import positive_int
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.images.vae import IMAGE_SIZE, _check_event, check_image_value, check_images
+from scm_ppl.learn.images.vae import IMAGE_SIZE, _check_event, sample_image
 
 __all__ = [
     "LAYOUT",
@@ -366,8 +365,4 @@ def conditional_flow(
     rng = numpyro.prng_key()
     shape = (*condition.shape[:-1], IMAGE_SIZE, IMAGE_SIZE)
     noise = None if rng is None else jax.random.uniform(rng, shape)
-    value = numpyro.sample(name, ConditionalFlowImage(flow, condition, noise))
-    check_image_value(value, name)
-    if not isinstance(value, Tracer):  # observed images checked where concrete
-        check_images(value, name)
-    return jnp.asarray(value)
+    return sample_image(name, ConditionalFlowImage(flow, condition, noise))

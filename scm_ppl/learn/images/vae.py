@@ -29,10 +29,13 @@ from jax.core import Tracer
 from jax.typing import ArrayLike
 from numpyro.contrib.module import eqx_module
 from numpyro.distributions import constraints
+from numpyro.primitives import Messenger
 
 from scm_ppl.core.noise import NoiseView, register_noise_view
-from scm_ppl.errors import DataError, InterventionError
+from scm_ppl.core.validate import check_method
+from scm_ppl.errors import DataError, InterventionError, SettingsError
 from scm_ppl.learn.images.counterfactual_training import resample_parents
+from scm_ppl.learn.images.stroke import StrokeDecoder
 
 __all__ = [
     "ConditionalVAEImage",
@@ -41,9 +44,12 @@ __all__ = [
     "check_image_value",
     "check_images",
     "conditional_vae",
+    "sample_image",
 ]
 
 IMAGE_SIZE = 28
+DECODERS = ("conv", "stroke")
+"""The decoders :func:`conditional_vae` offers."""
 
 
 class ConvEncoder(eqx.Module):
@@ -234,7 +240,8 @@ class ConditionalVAEImage(dist.Distribution):
 
     def log_prob(self, value: ArrayLike, intermediates: Any = None) -> jax.Array:
         """The evidence lower bound of ``log p(value | parents)`` (one draw, analytic KL),
-        less the counterfactual term while training with ``cf_loss``."""
+        less the counterfactual term while training with ``cf_loss`` and the decoder's
+        ``training_penalty`` (if it has one) while training."""
         del intermediates  # numpyro's protocol; unused
         x = jnp.asarray(value)
         mean, log_sd = self.encode(x)
@@ -242,6 +249,9 @@ class ConditionalVAEImage(dist.Distribution):
         decoded = self.decode(z)
         rec = dist.Normal(decoded, self.scale).log_prob(x).sum(axis=(-2, -1))
         kl = 0.5 * jnp.sum(jnp.exp(2 * log_sd) + mean**2 - 1.0 - 2 * log_sd, axis=-1)
+        charge = getattr(self.decoder, "training_penalty", None)
+        if charge is not None and self.eps is not None:  # a decoder's prior, fitting only
+            rec = rec - jnp.vectorize(charge, signature="(k)->()")(z)
         if self.cf_loss is None or self.cf_condition is None or self.eps is None:
             return rec - kl
         # The image a counterfactual query returns: the residual carried over.
@@ -272,13 +282,16 @@ def _vae_view(d: ConditionalVAEImage) -> NoiseView:
 
 @functools.lru_cache(maxsize=16)
 def _nets(
-    cond_dim: int, latent_dim: int, width: int, seed: int, film: bool
+    cond_dim: int, latent_dim: int, width: int, seed: int, film: bool, decoder: str
 ) -> tuple[eqx.Module, eqx.Module]:
     with jax.ensure_compile_time_eval():
         k1, k2 = jax.random.split(jax.random.key(seed))
-        return ConvEncoder(cond_dim, latent_dim, width, k1), ConvDecoder(
-            cond_dim, latent_dim, width, k2, film
+        dec = (
+            StrokeDecoder(cond_dim, latent_dim, width, k2)
+            if decoder == "stroke"
+            else ConvDecoder(cond_dim, latent_dim, width, k2, film)
         )
+        return ConvEncoder(cond_dim, latent_dim, width, k1), dec
 
 
 def check_images(images: Any, name: str = "image") -> None:
@@ -303,6 +316,32 @@ def check_images(images: Any, name: str = "image") -> None:
         )
 
 
+class _CheckObserved(Messenger):
+    """Checks that image site ``name`` holds images, and their range where they are
+    observed and concrete. Drawn
+    images are not checked: a Gaussian residual may leave ``[0, 1]``, and a prior draw
+    (``fit`` runs the program once to find its parameters) is no user input."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+
+    def postprocess_message(self, msg: Any) -> None:
+        if msg["name"] != self.name:
+            return
+        value = msg.get("value")
+        check_image_value(value, self.name)
+        if msg.get("is_observed") and not isinstance(value, Tracer):
+            check_images(value, self.name)
+
+
+def sample_image(name: str, law: dist.Distribution) -> jax.Array:
+    """``numpyro.sample(name, law)`` for an image site: an observed value must be images
+    on ``[0, 1]`` and any value (an intervention's too) must be shaped like images."""
+    with _CheckObserved(name):
+        return jnp.asarray(numpyro.sample(name, law))
+
+
 def check_image_value(value: Any, name: str) -> None:
     """Raise :class:`InterventionError` unless ``value`` is shaped like images of the site
     (an intervention on an image site must set an image)."""
@@ -325,6 +364,7 @@ def conditional_vae(
     key: int = 0,
     counterfactual_loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     film: bool = False,
+    decoder: str = "conv",
 ) -> jax.Array:
     """A conditional VAE image mechanism as the sample site ``name`` (inside a plate).
 
@@ -351,6 +391,11 @@ def conditional_vae(
         Leave it out in queries.
     film
         Condition every decoder feature map on the parents (:class:`ConvDecoder`).
+    decoder
+        ``"conv"`` (:class:`ConvDecoder`, any image) or ``"stroke"``
+        (:class:`~scm_ppl.learn.images.stroke.StrokeDecoder`: the latent draws a
+        skeleton, the parents set one pen width and ink level per image; for stroke
+        images whose parents are global stroke attributes).
 
     Returns
     -------
@@ -368,8 +413,14 @@ def conditional_vae(
     >>> tr["image"]["value"].shape, sorted(k for k in tr if "$" in k)
     ((2, 28, 28), ['image.decoder$params', 'image.encoder$params'])
     """
+    check_method(decoder, DECODERS, what="VAE decoder")
+    if film and decoder != "conv":
+        raise SettingsError(
+            f"film conditions the layers of the 'conv' decoder; got decoder={decoder!r}, "
+            "whose parents act only through its pen. Drop film or use decoder='conv'."
+        )
     condition = jnp.asarray(condition)
-    enc0, dec0 = _nets(int(condition.shape[-1]), latent_dim, width, key, film)
+    enc0, dec0 = _nets(int(condition.shape[-1]), latent_dim, width, key, film, decoder)
     enc = eqx_module(f"{name}.encoder", enc0)
     dec = eqx_module(f"{name}.decoder", dec0)
     sd = numpyro.param(f"{name}.scale", jnp.asarray(scale), constraint=constraints.positive)
@@ -381,8 +432,4 @@ def conditional_vae(
             cf_condition = resample_parents(condition, cf_key)
         eps = jax.random.normal(rng, (*condition.shape[:-1], latent_dim))
     law = ConditionalVAEImage(enc, dec, condition, sd, eps, counterfactual_loss, cf_condition)
-    value = numpyro.sample(name, law)
-    check_image_value(value, name)
-    if not isinstance(value, Tracer):  # observed images checked where concrete
-        check_images(value, name)
-    return jnp.asarray(value)
+    return sample_image(name, law)
