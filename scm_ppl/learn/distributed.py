@@ -43,11 +43,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.errors import DataError, ScmPplError, SettingsError
 from scm_ppl.learn.data import Data, split_rng
-from scm_ppl.learn.objective import Objective
-from scm_ppl.learn.regimes import regime_key
+from scm_ppl.learn.objective import Objective, column_stats
 
 __all__ = [
     "DataParallel",
@@ -69,6 +67,11 @@ def _gather(values: np.ndarray) -> np.ndarray:
 
     gathered = multihost_utils.process_allgather(values)
     return np.asarray(gathered).reshape(jax.process_count(), *values.shape)
+
+
+def _summed(partial: np.ndarray) -> np.ndarray:
+    """A partial sum of this process's rows, summed over every process."""
+    return _gather(partial).sum(axis=0)
 
 
 def _describe(columns: Mapping[str, np.ndarray]) -> str:
@@ -301,15 +304,8 @@ class DataParallel:
     def _stats(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Mean and spread of each column over all processes' rows (the encoder's input
         scaling, as :func:`~scm_ppl.learn.objective.feature_stats` gives one process)."""
-        mean, std = {}, {}
-        for site, column in sorted(columns.items()):
-            x = column.astype(np.float64).reshape(len(column), -1)
-            mu = _gather(x.sum(axis=0)).sum(axis=0) / self.rows
-            var = _gather(((x - mu) ** 2).sum(axis=0)).sum(axis=0) / self.rows
-            sd = np.sqrt(var).reshape(column.shape[1:]).astype(np.float32)
-            mean[site] = jnp.asarray(mu.reshape(column.shape[1:]).astype(np.float32))
-            std[site] = jnp.asarray(np.where(sd > 0, sd, 1.0).astype(np.float32))
-        return {"mean": mean, "std": std}
+        shapes = {k: v.shape[1:] for k, v in columns.items()}
+        return column_stats(lambda: iter([columns]), shapes, self.rows, _summed)
 
     def stats(self) -> dict[str, Any]:
         return self.const
@@ -340,24 +336,7 @@ class DataParallel:
         """One epoch over every device: ``epoch(state, opt_state, data, const, key)`` as
         the one-process epoch of :mod:`scm_ppl.learn.train` takes it."""
         ((n, b),) = sizes
-        cache_key = (
-            hashable(o.model),
-            o.plate,
-            o.size_arg,
-            # The epoch closes over the program's keyword arguments: key them by value.
-            baked_arguments_key((), o.kwargs),
-            tuple(sorted(o.local.items())),  # which sites the epoch integrates out
-            o.prior_local,
-            tuple(regime_key(spec) for spec in o.regimes),
-            o.num_particles,
-            o.bayesian,
-            n,
-            b,
-            steps,
-            optimizer_key,
-            self.mesh,
-            self.axis,
-        )
+        cache_key = o.epoch_key(optimizer_key, sizes, steps, self.mesh, self.axis)
         cached = _COMPILED.get(cache_key)
         if cached is None:
             cached = _COMPILED.put(cache_key, self._build(o, optimizer, n, b, steps))

@@ -10,7 +10,7 @@ or a diagonal Gaussian for ``"svi"``) and ``encoder`` (the proposal for local la
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -23,11 +23,20 @@ from numpyro.primitives import Messenger
 
 from scm_ppl.core.handlers import do
 from scm_ppl.core.posterior_draws import FIT_POSTERIOR, PosteriorDraws
+from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.learn.data import Structure
 from scm_ppl.learn.icm_penalty import IcmPair, captured_sites, icm_penalty_value
-from scm_ppl.learn.regimes import Regime
+from scm_ppl.learn.regimes import Regime, regime_key
 
-__all__ = ["FitEstimate", "Objective", "feature_stats", "fitted_sites", "initial_state", "num_rows"]
+__all__ = [
+    "FitEstimate",
+    "Objective",
+    "column_stats",
+    "feature_stats",
+    "fitted_sites",
+    "initial_state",
+    "num_rows",
+]
 
 _INIT_SCALE = 0.1
 
@@ -178,6 +187,59 @@ class Objective:
         self.local = {k: v for k, v in local.items() if k not in discrete}
         self.icm_penalty, self.icm_pairs = float(icm_penalty), list(icm_pairs)
         self.captured = captured_sites(self.icm_pairs)
+
+    def epoch_key(
+        self, optimizer_key: Any, sizes: Sequence[tuple[int, int]], steps: int, *layout: Any
+    ) -> tuple:
+        """The cache key of a compiled epoch of this objective: everything the epoch reads
+        off it, and its shape. A compiled epoch closes over the objective it was built
+        from, so two objectives may share one only where this key is equal.
+
+        ``optimizer_key`` names the optimiser (its hyperparameters live in its state),
+        ``sizes`` are ``(rows, minibatch rows)`` per regime, ``steps`` the steps of an
+        epoch; ``layout`` is whatever else the caller's epoch bakes in (the rows a chunk's
+        loss is per, the device mesh).
+
+        Examples
+        --------
+        >>> import numpyro, numpyro.distributions as dist
+        >>> from scm_ppl.learn.data import Structure
+        >>> def model(n):
+        ...     with numpyro.plate("unit", n):
+        ...         numpyro.sample("x", dist.Normal(0.0, 1.0))
+        >>> def objective(particles):
+        ...     structure = Structure({}, {}, {}, {"x": dist.constraints.real})
+        ...     return Objective(model, "unit", "n", {}, [{}], [-1], structure, {},
+        ...                      particles, False)
+        >>> objective(1).epoch_key("adam", [(100, 10)], 10) == objective(1).epoch_key(
+        ...     "adam", [(100, 10)], 10)
+        True
+        >>> objective(1).epoch_key("adam", [(100, 10)], 10) == objective(4).epoch_key(
+        ...     "adam", [(100, 10)], 10)
+        False
+        """
+        s = self.structure
+        return (
+            hashable(self.model),
+            self.plate,
+            self.size_arg,
+            # Baked in as constants: keyword arrays (PRNG keys too) and the supports and
+            # constraints (pytrees whose bounds may be arrays), by value.
+            baked_arguments_key((), self.kwargs),
+            baked_arguments_key((), {"supports": s.supports, "constraints": s.constraints}),
+            tuple(sorted(self.local.items())),  # which sites the epoch integrates out
+            self.prior_local,
+            tuple(regime_key(spec) for spec in self.regimes),
+            tuple(self.labels),
+            self.num_particles,
+            self.bayesian,
+            self.icm_penalty,
+            tuple(self.icm_pairs),
+            optimizer_key,
+            tuple(sizes),
+            steps,
+            *layout,
+        )
 
     def program(self, label: int, batch: Mapping[str, jax.Array], values: Mapping) -> Callable:
         program: Callable = handlers.substitute(self.model, data=dict(values))
@@ -344,11 +406,62 @@ def initial_state(objective: Objective, batch: Mapping[str, Any]) -> dict[str, A
     return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.asarray(x).dtype), state)
 
 
+def _unchanged(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def column_stats(
+    blocks: Callable[[], Iterable[Mapping[str, np.ndarray]]],
+    shapes: Mapping[str, tuple[int, ...]],
+    rows: int,
+    total: Callable[[np.ndarray], np.ndarray] = _unchanged,
+) -> dict[str, dict[str, jax.Array]]:
+    """Mean and spread of each data column over all rows: the encoder's input scaling.
+
+    Two passes (the sum, then the squared deviations from the mean), each a call of
+    ``blocks()`` that yields the rows ``{site: array}`` block by block (the regimes of a
+    fit, the chunks of a file), summed in float64; ``shapes`` are the per-row shapes of the
+    columns to describe, ``rows`` the number of rows of all blocks (of every process), and
+    ``total`` sums a partial sum over the processes that hold the other rows (this one's
+    alone by default). A column that does not vary gets a spread of 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1.0, 2.0, 3.0, 6.0], np.float32)
+    >>> halves = lambda: iter([{"x": x[:2]}, {"x": x[2:]}])
+    >>> stats = column_stats(halves, {"x": ()}, rows=4)
+    >>> float(stats["mean"]["x"]), float(stats["std"]["x"]) == float(np.float32(x.std()))
+    (3.0, True)
+    """
+    sums = {k: np.zeros(shape) for k, shape in shapes.items()}
+    for block in blocks():
+        for k in sums:
+            sums[k] += np.asarray(block[k]).astype(np.float64).sum(axis=0)
+    mean = {k: total(v) / rows for k, v in sums.items()}
+    squares = {k: np.zeros(shape) for k, shape in shapes.items()}
+    for block in blocks():
+        for k in squares:
+            squares[k] += ((np.asarray(block[k]).astype(np.float64) - mean[k]) ** 2).sum(axis=0)
+    out: dict[str, dict[str, jax.Array]] = {"mean": {}, "std": {}}
+    for k in shapes:
+        # Zero after rounding to float32 (not before), or a tiny spread would divide by 0.
+        sd = np.sqrt(total(squares[k]) / rows).astype(np.float32)
+        out["mean"][k] = jnp.asarray(mean[k].astype(np.float32))
+        out["std"][k] = jnp.asarray(np.where(sd > 0, sd, 1.0).astype(np.float32))
+    return out
+
+
 def feature_stats(train: list[dict[str, np.ndarray]]) -> dict[str, dict[str, jax.Array]]:
-    """Mean and spread of each data column (the encoder's input scaling), over all rows."""
-    mean, std = {}, {}
-    for site in train[0]:
-        column = np.concatenate([b[site] for b in train]).astype(np.float32)
-        mean[site] = jnp.asarray(column.mean(axis=0))
-        std[site] = jnp.asarray(np.where(column.std(axis=0) > 0, column.std(axis=0), 1.0))
-    return {"mean": mean, "std": std}
+    """Mean and spread of each data column (the encoder's input scaling), over the rows of
+    every regime (:func:`column_stats` of rows in memory).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = feature_stats([{"x": np.array([1.0, 3.0])}, {"x": np.array([5.0, 7.0])}])
+    >>> float(stats["mean"]["x"]), round(float(stats["std"]["x"]), 4)
+    (4.0, 2.2361)
+    """
+    shapes = {k: np.shape(v)[1:] for k, v in train[0].items()}
+    return column_stats(lambda: iter(train), shapes, sum(num_rows(b) for b in train))
