@@ -1,10 +1,6 @@
-"""A fitted SCM: the program with its learned mechanisms, their learning curve, and
-save/load.
-
-:class:`FittedSCM` is what :func:`~scm_ppl.learn.fitting.fit` returns and what every
-query takes as a program: it runs the program as written with the learned values
-substituted (:attr:`FittedSCM.model`), and saves to (and loads from) one ``.npz`` archive
-through :mod:`scm_ppl.learn.serialize`.
+"""A fitted SCM (:class:`FittedSCM`): the program as written with its learned values
+substituted (:class:`fitted_sites`), its learning curve and save/load (through
+:mod:`scm_ppl.learn.serialize`); what ``fit`` returns and every query takes as a program.
 """
 
 from __future__ import annotations
@@ -17,13 +13,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
+from numpyro.distributions.transforms import IdentityTransform, biject_to
+from numpyro.primitives import Messenger
 
 from scm_ppl.core.inference import ProgramParts
+from scm_ppl.core.posterior_draws import FIT_POSTERIOR, PosteriorDraws
 from scm_ppl.core.validate import check_callable
 from scm_ppl.errors import SerializationError
 from scm_ppl.learn.data import discover
-from scm_ppl.learn.objective import FitEstimate, fitted_sites
+from scm_ppl.learn.objective import FitEstimate
 from scm_ppl.learn.serialize import (
     compare_fingerprints,
     fingerprint,
@@ -34,7 +34,80 @@ from scm_ppl.learn.serialize import (
     write_fit,
 )
 
-__all__ = ["FitHistory", "FittedSCM", "fitted_scm"]
+__all__ = ["FitHistory", "FittedSCM", "fitted_scm", "fitted_sites"]
+
+
+class fitted_sites(Messenger):
+    """Fix MAP-estimated global latents (they become deterministic), and replace the prior
+    of Bayesian ones by their fitted posterior: the draws themselves where given (NUTS),
+    else a diagonal Normal in unconstrained space (SVI). Bayesian sites are marked, so
+    abduction draws them as they are instead of conditioning them again.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from numpyro import handlers
+    >>> def model():
+    ...     numpyro.sample("beta", dist.Normal(0.0, 1.0))
+    >>> tr = handlers.trace(fitted_sites(model, {"beta": 0.7}, {}, {})).get_trace()
+    >>> tr["beta"]["type"], tr["beta"]["value"]
+    ('deterministic', 0.7)
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        fixed: Mapping,
+        loc: Mapping,
+        scale: Mapping,
+        draws: Mapping | None = None,
+    ) -> None:
+        self.fixed, self.loc, self.scale = dict(fixed), dict(loc), dict(scale)
+        self.draws = dict(draws or {})
+        self._draw: jax.Array | None = None
+        self._carrier: dict[str, Any] | None = None
+        super().__init__(fn)
+
+    def __enter__(self) -> Any:
+        self._draw = None  # the index of the posterior draw this run of the program uses
+        self._carrier = None  # the message of the site that carries it
+        return super().__enter__()
+
+    def process_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] != "sample" or msg.get("is_observed"):
+            return
+        name = msg["name"]
+        if name in self.fixed:
+            msg.update(type="deterministic", value=self.fixed[name], is_observed=False)
+        elif name in self.draws and self._draw is not None:
+            msg.update(type="deterministic", value=self.draws[name][self._draw], is_observed=False)
+        elif name in self.draws:
+            self._carrier = msg
+            msg["fn"] = PosteriorDraws(self.draws[name])
+            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
+        elif name in self.loc:
+            msg["fn"] = _posterior_distribution(msg["fn"], self.loc[name], self.scale[name])
+            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
+
+    def postprocess_message(self, msg: dict[str, Any]) -> None:
+        # The message itself, not its name or type: outer handlers (world prefixes, noise
+        # replay) may have renamed it or made it deterministic by now.
+        if self._draw is None and msg is self._carrier:
+            # One draw of *all* the weights per run, or the mechanisms would mix draws: the
+            # later sites take the draw whose value the first one holds (draws of
+            # continuous weights are distinct, so the match is exact).
+            self._draw = msg["fn"].index_of(msg["value"])
+
+
+def _posterior_distribution(prior: Any, loc: jax.Array, scale: jax.Array) -> Any:
+    base: Any = dist.Normal(loc, scale)
+    event = max(0, jnp.ndim(loc) - len(prior.batch_shape))
+    if event:
+        base = base.to_event(event)
+    transform = biject_to(prior.support)
+    if isinstance(transform, IdentityTransform):
+        return base
+    return dist.TransformedDistribution(base, transform)
 
 
 class FitHistory(NamedTuple):

@@ -1,4 +1,4 @@
-"""What a fit optimises: the program scored on rows of each regime, and its fitted form.
+"""What a fit optimises: the program scored on rows of each regime.
 
 The optimiser's state is a pytree in unconstrained space (:func:`initial_state`):
 ``params`` (``numpyro.param`` sites), ``loc``/``scale`` (global latent sites: a MAP point,
@@ -18,11 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from numpyro import handlers
-from numpyro.distributions.transforms import IdentityTransform, biject_to
-from numpyro.primitives import Messenger
+from numpyro.distributions.transforms import biject_to
 
 from scm_ppl.core.handlers import do
-from scm_ppl.core.posterior_draws import FIT_POSTERIOR, PosteriorDraws
 from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.learn.data import Structure
 from scm_ppl.learn.icm_penalty import IcmPair, captured_sites, icm_penalty_value
@@ -33,7 +31,6 @@ __all__ = [
     "Objective",
     "column_stats",
     "feature_stats",
-    "fitted_sites",
     "initial_state",
     "num_rows",
 ]
@@ -62,68 +59,6 @@ class FitEstimate(NamedTuple):
 def num_rows(batch: Mapping[str, Any]) -> int:
     """The number of rows of a batch ``{site: array}`` (every column has as many)."""
     return len(next(iter(batch.values())))
-
-
-class fitted_sites(Messenger):
-    """Fix MAP-estimated global latents (they become deterministic), and replace the prior
-    of Bayesian ones by their fitted posterior: the draws themselves where given (NUTS),
-    else a diagonal Normal in unconstrained space (SVI). Bayesian sites are marked, so
-    abduction draws them as they are instead of conditioning them again."""
-
-    def __init__(
-        self,
-        fn: Callable,
-        fixed: Mapping,
-        loc: Mapping,
-        scale: Mapping,
-        draws: Mapping | None = None,
-    ) -> None:
-        self.fixed, self.loc, self.scale = dict(fixed), dict(loc), dict(scale)
-        self.draws = dict(draws or {})
-        self._draw: jax.Array | None = None
-        self._carrier: dict[str, Any] | None = None
-        super().__init__(fn)
-
-    def __enter__(self) -> Any:
-        self._draw = None  # the index of the posterior draw this run of the program uses
-        self._carrier = None  # the message of the site that carries it
-        return super().__enter__()
-
-    def process_message(self, msg: dict[str, Any]) -> None:
-        if msg["type"] != "sample" or msg.get("is_observed"):
-            return
-        name = msg["name"]
-        if name in self.fixed:
-            msg.update(type="deterministic", value=self.fixed[name], is_observed=False)
-        elif name in self.draws and self._draw is not None:
-            msg.update(type="deterministic", value=self.draws[name][self._draw], is_observed=False)
-        elif name in self.draws:
-            self._carrier = msg
-            msg["fn"] = PosteriorDraws(self.draws[name])
-            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
-        elif name in self.loc:
-            msg["fn"] = _posterior_distribution(msg["fn"], self.loc[name], self.scale[name])
-            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
-
-    def postprocess_message(self, msg: dict[str, Any]) -> None:
-        # The message itself, not its name or type: outer handlers (world prefixes, noise
-        # replay) may have renamed it or made it deterministic by now.
-        if self._draw is None and msg is self._carrier:
-            # One draw of *all* the weights per run, or the mechanisms would mix draws: the
-            # later sites take the draw whose value the first one holds (draws of
-            # continuous weights are distinct, so the match is exact).
-            self._draw = msg["fn"].index_of(msg["value"])
-
-
-def _posterior_distribution(prior: Any, loc: jax.Array, scale: jax.Array) -> Any:
-    base: Any = dist.Normal(loc, scale)
-    event = max(0, jnp.ndim(loc) - len(prior.batch_shape))
-    if event:
-        base = base.to_event(event)
-    transform = biject_to(prior.support)
-    if isinstance(transform, IdentityTransform):
-        return base
-    return dist.TransformedDistribution(base, transform)
 
 
 def _log_prob_terms(
@@ -207,16 +142,12 @@ class Objective:
         >>> def model(n):
         ...     with numpyro.plate("unit", n):
         ...         numpyro.sample("x", dist.Normal(0.0, 1.0))
-        >>> def objective(particles):
-        ...     structure = Structure({}, {}, {}, {"x": dist.constraints.real})
-        ...     return Objective(model, "unit", "n", {}, [{}], [-1], structure, {},
-        ...                      particles, False)
-        >>> objective(1).epoch_key("adam", [(100, 10)], 10) == objective(1).epoch_key(
-        ...     "adam", [(100, 10)], 10)
-        True
-        >>> objective(1).epoch_key("adam", [(100, 10)], 10) == objective(4).epoch_key(
-        ...     "adam", [(100, 10)], 10)
-        False
+        >>> structure = Structure({}, {}, {}, {"x": dist.constraints.real})
+        >>> def key(particles):  # of an objective built afresh
+        ...     o = Objective(model, "unit", "n", {}, [{}], [-1], structure, {}, particles, False)
+        ...     return o.epoch_key("adam", [(100, 10)], 10)
+        >>> key(1) == key(1), key(1) == key(4)
+        (True, False)
         """
         s = self.structure
         return (
