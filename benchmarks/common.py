@@ -83,19 +83,28 @@ def ratio_text(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×"
 
 
+def status_mib(field: str) -> float:
+    """A memory field of Linux's ``/proc/self/status`` (``VmRSS``: resident now; ``VmHWM``:
+    its peak, reset by ``exec`` or ``/proc/self/clear_refs``), in MiB; NaN elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB.
 
     Linux's ``VmHWM`` (reset by ``exec``); ``ru_maxrss`` is not reset by ``exec`` and
     would report a child's peak as at least its parent's, so it is only the fallback.
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = status_mib("VmHWM")
+    if peak == peak:  # not NaN: the field is there
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

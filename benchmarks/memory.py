@@ -19,13 +19,7 @@ import subprocess
 import sys
 import time
 
-
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from benchmarks.common import status_mib
 
 
 def _reset_peak() -> bool:
@@ -49,7 +43,7 @@ def one_process(n: int, chunk_size: int | None) -> dict[str, float | None]:
     from models import linear_gaussian_dag as lg
     from scm_ppl import counterfactual
 
-    start_rss = _status_mib("VmRSS")
+    start_rss = status_mib("VmRSS")
     # Made in blocks of 10^6 rows, so the float64 draws never exist whole.
     x = np.empty((n, len(lg.NODES)), np.float32)
     for at in range(0, n, 10**6):
@@ -60,7 +54,7 @@ def one_process(n: int, chunk_size: int | None) -> dict[str, float | None]:
     check = np.random.default_rng(1).choice(n, size=1000, replace=False)
     truth = lg.counterfactual_closed_form(x[check].astype(np.float64), {3: INTERVENED_VALUE})
     del x  # only the device evidence stays, as a user's would
-    evidence_rss = _status_mib("VmRSS")
+    evidence_rss = status_mib("VmRSS")
     reset = _reset_peak()
     start = time.perf_counter()
     result = counterfactual(
@@ -73,7 +67,7 @@ def one_process(n: int, chunk_size: int | None) -> dict[str, float | None]:
     got = np.stack([v.reshape(-1)[check] for v in values], axis=-1)
     error = float(np.max(np.abs(got - truth)))
     lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    peak = _status_mib("VmHWM") if reset else lifetime
+    peak = status_mib("VmHWM") if reset else lifetime
     return {
         "lifetime_peak_rss_mib": lifetime,
         "units": n,

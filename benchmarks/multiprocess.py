@@ -97,28 +97,12 @@ def _per_unit_nuts(evidence, n):
 FIT_EPOCHS = (1, 2, 3)
 
 
-def _fit_model(n):
-    """A fitted mechanism ``Y = beta X + w U + s e`` with a latent ``U`` (integrated out by
-    importance sampling) and a prior on ``beta`` (a term outside the unit plate)."""
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.distributions import constraints
-
-    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0))
-    w = numpyro.param("w", 0.0)
-    s = numpyro.param("s", 1.0, constraint=constraints.positive)
-    with numpyro.plate("unit", n):
-        u = numpyro.sample("U", dist.Normal(0.0, 1.0))
-        x = numpyro.sample("X", dist.Normal(u, 1.0))
-        numpyro.sample("Y", dist.Normal(beta * x + w * u, s))
-
-
 def _fit_rows(total: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1)
-    u, x = rng.normal(size=total), rng.normal(size=total)
-    x = x + u
-    y = 0.7 * x + 0.5 * u + 0.3 * rng.normal(size=total)
-    return {"X": x.astype(np.float32), "Y": y.astype(np.float32)}
+    """Rows of :mod:`models.latent_mechanism` (``Y = beta X + w U + s e``, ``U`` latent:
+    integrated out by importance sampling; a prior on ``beta``, outside the unit plate)."""
+    from models import latent_mechanism
+
+    return latent_mechanism.rows(total, seed=1)
 
 
 def _fits(rows, total: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -127,14 +111,16 @@ def _fits(rows, total: int) -> tuple[np.ndarray, np.ndarray, float]:
     the fits (the first compiles)."""
     import jax
 
+    from models import latent_mechanism
     from scm_ppl import fit
 
     out, losses = [], np.zeros(0)
     start = time.perf_counter()
     for epochs in FIT_EPOCHS:
-        fitted = fit(_fit_model, rows, latent="U", batch_size=total // 4, num_epochs=epochs,
-                     num_particles=4, learning_rate=0.05, validation_fraction=0.0,
-                     rng_key=jax.random.key(3), progress=False)  # fmt: skip
+        fitted = fit(latent_mechanism.model, rows, latent="U", batch_size=total // 4,
+                     num_epochs=epochs, num_particles=4, learning_rate=0.05,
+                     validation_fraction=0.0, rng_key=jax.random.key(3),
+                     progress=False)  # fmt: skip
         p = fitted.params
         out.append([float(p["w"]), float(p["s"]), float(fitted.point["beta"])])
         losses = fitted.losses

@@ -29,15 +29,9 @@ import time
 
 import numpy as np
 
+from benchmarks.common import status_mib
+
 BATCH = 4096
-
-
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def write_columns(folder: str, rows: int) -> dict[str, str]:
@@ -96,7 +90,7 @@ def one_process(mode: str, folder: str, chunk_rows: int) -> dict:
         n = len(rows["X0"])
     steps = -(-n // BATCH) + (-(-n // chunk_rows) if mode == "streamed" else 0)
     optimizer = optax.adam(optax.cosine_decay_schedule(0.05, steps))
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     start = time.perf_counter()
     fitted = fit(w1_fit_model, rows, batch_size=BATCH, num_epochs=1, optimizer=optimizer,
                  validation_fraction=0.0, rng_key=jax.random.key(0), progress=False)  # fmt: skip
@@ -111,7 +105,7 @@ def one_process(mode: str, folder: str, chunk_rows: int) -> dict:
         "reads": len(rows.reads) if mode == "streamed" else None,  # type: ignore[union-attr]
         "rss_before_fit_mib": before,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "vm_hwm_mib": _status_mib("VmHWM"),
+        "vm_hwm_mib": status_mib("VmHWM"),
         "seconds": seconds,
         "max_weight_error": float(np.max(np.abs(weights[edges] - lg.WEIGHTS[edges]))),
         "max_scale_error": float(np.max(np.abs(scales - lg.NOISE_SCALES))),

@@ -1,12 +1,13 @@
 """Data-parallel fits: rows held by several processes (or devices), one set of parameters.
 
-On a cluster every process loads its own rows and calls :func:`shard_rows`, which checks
-that every process holds as many rows with the same columns and joins them into global
-arrays sharded along the unit axis (process ``k``'s rows are rows ``k n .. (k+1) n - 1``
-of the whole). ``fit`` given such arrays fits on all rows without moving them: each step
-runs under ``jax.shard_map``, every device scores the rows of the minibatch it holds, and
-the loss and gradients are summed over devices with ``jax.lax.psum`` before the same
-optimiser update runs on every device (the parameters stay replicated).
+On a cluster every process loads its own rows and calls :func:`shard_rows`
+(:mod:`~scm_ppl.learn.sharding`), which checks that every process holds as many rows with
+the same columns and joins them into global arrays sharded along the unit axis (process
+``k``'s rows are rows ``k n .. (k+1) n - 1`` of the whole). ``fit`` given such arrays fits
+on all rows without moving them: each step runs under ``jax.shard_map``, every device
+scores the rows of the minibatch it holds, and the loss and gradients are summed over
+devices with ``jax.lax.psum`` before the same optimiser update runs on every device (the
+parameters stay replicated).
 
 Why ``shard_map`` and not a plain ``jit`` of the global arrays: a minibatch is a random
 gather from rows spread over processes, which XLA partitions by moving the gathered rows
@@ -32,7 +33,6 @@ same draws.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,11 +43,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.errors import DataError, ScmPplError, SettingsError
 from scm_ppl.learn.data import Data, split_rng
-from scm_ppl.learn.objective import Objective
-from scm_ppl.learn.regimes import regime_key
+from scm_ppl.learn.objective import Objective, column_stats
+from scm_ppl.learn.sharding import check_agreement, gather, local_rows, shard_rows
 
 __all__ = [
     "DataParallel",
@@ -61,119 +60,9 @@ __all__ = [
 _COMPILED = LRUCache(16)
 
 
-def _gather(values: np.ndarray) -> np.ndarray:
-    """``values`` of every process, stacked: ``(processes, *values.shape)``."""
-    if jax.process_count() == 1:
-        return values[None]
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(values)
-    return np.asarray(gathered).reshape(jax.process_count(), *values.shape)
-
-
-def _describe(columns: Mapping[str, np.ndarray]) -> str:
-    return ", ".join(f"{k}: {v.dtype}{list(v.shape[1:])}" for k, v in sorted(columns.items()))
-
-
-def check_agreement(rows: Any, signatures: Any, here: str) -> None:
-    """Refuse process-local rows that do not form one table: ``rows[k]`` and
-    ``signatures[k]`` (a checksum of the column names, per-row shapes and dtypes) are
-    process ``k``'s; ``here`` describes this process's columns.
-
-    Examples
-    --------
-    >>> check_agreement([500, 500], [7, 7], "x: float32[]")
-    >>> check_agreement([500, 400], [7, 7], "x: float32[]")
-    Traceback (most recent call last):
-    ...
-    scm_ppl.errors.DataError: Processes hold different numbers of rows: [500, 400] ...
-    """
-    rows, signatures = [int(r) for r in rows], [int(s) for s in signatures]
-    if len(set(rows)) > 1:
-        raise DataError(
-            f"Processes hold different numbers of rows: {rows} (by process index); a "
-            "data-parallel fit needs as many rows on every process. Drop rows so that every "
-            f"process holds {min(rows)}, or deal them out evenly."
-        )
-    if len(set(signatures)) > 1:
-        odd = [k for k, s in enumerate(signatures) if s != signatures[0]]
-        raise DataError(
-            f"Process(es) {odd} hold columns that differ from process 0's in name, per-row "
-            f"shape or dtype; this process holds {{{here}}}. Give every process the same "
-            "columns."
-        )
-
-
-def shard_rows(columns: Mapping[str, Any]) -> dict[str, jax.Array]:
-    """Join every process's rows into global arrays sharded over the processes' devices.
-
-    Call it on every process with that process's rows (``{site: array}``, the unit axis
-    first); the result holds all processes' rows, process ``k``'s as the ``k``-th block,
-    and is what ``fit`` (and the queries) take as data. Nothing is copied between
-    processes.
-
-    Raises
-    ------
-    DataError
-        Processes holding different numbers of rows or different columns, or a number
-        of rows that this process's devices cannot split evenly.
-
-    Examples
-    --------
-    >>> import jax, numpy as np
-    >>> from scm_ppl.learn import shard_rows
-    >>> rows = shard_rows({"x": np.arange(4.0, dtype=np.float32)})   # one process here
-    >>> rows["x"].shape, jax.process_count()
-    ((4,), 1)
-    """
-    if not isinstance(columns, Mapping) or not columns:
-        raise DataError(
-            "shard_rows takes this process's rows as {site: array}, the unit axis first; "
-            f"got {type(columns).__name__}."
-        )
-    local = {str(k): np.asarray(v) for k, v in columns.items()}
-    lengths = {k: (v.shape[0] if v.ndim else None) for k, v in local.items()}
-    if None in lengths.values() or len(set(lengths.values())) > 1:
-        raise DataError(
-            f"This process's columns have rows {lengths}; every column needs the unit axis "
-            "first and as many rows as the others."
-        )
-    n = int(local[next(iter(local))].shape[0])
-    here = _describe(local)
-    signature = zlib.crc32(here.encode()) & 0x7FFFFFFF
-    gathered = _gather(np.array([n, signature], np.int64))
-    check_agreement(gathered[:, 0], gathered[:, 1], here)
-    # After the agreement (dtypes included), so every process refuses alike.
-    text = {k: str(v.dtype) for k, v in local.items() if not _numeric(v)}
-    if text:
-        raise DataError(
-            f"Columns of shard_rows that are not numeric: {text}; code labels as integers "
-            "(as fit codes a DataFrame's categories) before sharding."
-        )
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-    if n % jax.local_device_count():
-        raise DataError(
-            f"This process holds {n} rows, which its {jax.local_device_count()} devices "
-            "cannot split evenly; drop rows so that the count is a multiple of the devices."
-        )
-    sharding = NamedSharding(Mesh(np.array(devices), ("unit",)), PartitionSpec("unit"))
-    total = n * jax.process_count()
-    return {
-        k: jax.make_array_from_process_local_data(sharding, v, (total, *v.shape[1:]))
-        for k, v in local.items()
-    }
-
-
-def _numeric(values: np.ndarray) -> bool:
-    return values.dtype == bool or bool(np.issubdtype(values.dtype, np.number))
-
-
-def _local_rows(array: jax.Array) -> np.ndarray:
-    """This process's rows of a global array sharded along its first axis, in order."""
-    shards = {}
-    for s in array.addressable_shards:  # replicas over other mesh axes: one of each
-        shards.setdefault(s.index[0].start or 0, s)
-    return np.concatenate([np.asarray(shards[k].data) for k in sorted(shards)], axis=0)
+def _summed(partial: np.ndarray) -> np.ndarray:
+    """A partial sum of this process's rows, summed over every process."""
+    return gather(partial).sum(axis=0)
 
 
 def _sharded(value: Any) -> bool:
@@ -263,7 +152,7 @@ def agreed(parallel: Any, fn: Any, *args: Any) -> Any:
         out = fn(*args)
     except ScmPplError as err:
         error = err
-    refused = _gather(np.array([error is not None], np.int32)).ravel()
+    refused = gather(np.array([error is not None], np.int32)).ravel()
     if error is not None:
         raise error
     if refused.any():
@@ -283,7 +172,7 @@ class DataParallel:
         self.rows = int(next(iter(columns.values())).shape[0])
         self.devices = int(mesh.shape[axis])
         self.shard = self.rows // self.devices  # rows per device
-        self.local = {k: _local_rows(v) for k, v in columns.items()}
+        self.local = {k: local_rows(v) for k, v in columns.items()}
         self.order = np.zeros(1, np.int32)
         self.const: dict[str, Any] = {}
 
@@ -301,15 +190,8 @@ class DataParallel:
     def _stats(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Mean and spread of each column over all processes' rows (the encoder's input
         scaling, as :func:`~scm_ppl.learn.objective.feature_stats` gives one process)."""
-        mean, std = {}, {}
-        for site, column in sorted(columns.items()):
-            x = column.astype(np.float64).reshape(len(column), -1)
-            mu = _gather(x.sum(axis=0)).sum(axis=0) / self.rows
-            var = _gather(((x - mu) ** 2).sum(axis=0)).sum(axis=0) / self.rows
-            sd = np.sqrt(var).reshape(column.shape[1:]).astype(np.float32)
-            mean[site] = jnp.asarray(mu.reshape(column.shape[1:]).astype(np.float32))
-            std[site] = jnp.asarray(np.where(sd > 0, sd, 1.0).astype(np.float32))
-        return {"mean": mean, "std": std}
+        shapes = {k: v.shape[1:] for k, v in columns.items()}
+        return column_stats(lambda: iter([columns]), shapes, self.rows, _summed)
 
     def stats(self) -> dict[str, Any]:
         return self.const
@@ -340,24 +222,7 @@ class DataParallel:
         """One epoch over every device: ``epoch(state, opt_state, data, const, key)`` as
         the one-process epoch of :mod:`scm_ppl.learn.train` takes it."""
         ((n, b),) = sizes
-        cache_key = (
-            hashable(o.model),
-            o.plate,
-            o.size_arg,
-            # The epoch closes over the program's keyword arguments: key them by value.
-            baked_arguments_key((), o.kwargs),
-            tuple(sorted(o.local.items())),  # which sites the epoch integrates out
-            o.prior_local,
-            tuple(regime_key(spec) for spec in o.regimes),
-            o.num_particles,
-            o.bayesian,
-            n,
-            b,
-            steps,
-            optimizer_key,
-            self.mesh,
-            self.axis,
-        )
+        cache_key = o.epoch_key(optimizer_key, sizes, steps, self.mesh, self.axis)
         cached = _COMPILED.get(cache_key)
         if cached is None:
             cached = _COMPILED.put(cache_key, self._build(o, optimizer, n, b, steps))

@@ -125,7 +125,7 @@ def inhibit(
 
 def _square_row(scm: GraphSCM, child: str, parent: str) -> int | None:
     """The row of ``parent``'s square among ``child``'s hurdle-sq features: after every
-    parent's own rows, one per continuous parent in order (``from_graph._features``)."""
+    parent's own rows, one per continuous parent in order (``graph_scm.features``)."""
     parents = scm.choices[child].parents
     if scm.stats[parent]["type"] != "continuous":
         return None

@@ -22,11 +22,11 @@ from numpyro.distributions.transforms import biject_to
 from scm_ppl.core.inference import nuts_diagnostics, nuts_problems
 from scm_ppl.errors import InferenceWarning, ProgramError
 from scm_ppl.learn.data import Structure
+from scm_ppl.learn.fitted import fitted_sites
 from scm_ppl.learn.objective import (
     FitEstimate,
     Objective,
     feature_stats,
-    fitted_sites,
     initial_state,
     num_rows,
 )

@@ -1,4 +1,4 @@
-"""What a fit optimises: the program scored on rows of each regime, and its fitted form.
+"""What a fit optimises: the program scored on rows of each regime.
 
 The optimiser's state is a pytree in unconstrained space (:func:`initial_state`):
 ``params`` (``numpyro.param`` sites), ``loc``/``scale`` (global latent sites: a MAP point,
@@ -10,7 +10,7 @@ or a diagonal Gaussian for ``"svi"``) and ``encoder`` (the proposal for local la
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -18,16 +18,22 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from numpyro import handlers
-from numpyro.distributions.transforms import IdentityTransform, biject_to
-from numpyro.primitives import Messenger
+from numpyro.distributions.transforms import biject_to
 
 from scm_ppl.core.handlers import do
-from scm_ppl.core.posterior_draws import FIT_POSTERIOR, PosteriorDraws
+from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.learn.data import Structure
 from scm_ppl.learn.icm_penalty import IcmPair, captured_sites, icm_penalty_value
-from scm_ppl.learn.regimes import Regime
+from scm_ppl.learn.regimes import Regime, regime_key
 
-__all__ = ["FitEstimate", "Objective", "feature_stats", "fitted_sites", "initial_state", "num_rows"]
+__all__ = [
+    "FitEstimate",
+    "Objective",
+    "column_stats",
+    "feature_stats",
+    "initial_state",
+    "num_rows",
+]
 
 _INIT_SCALE = 0.1
 
@@ -53,68 +59,6 @@ class FitEstimate(NamedTuple):
 def num_rows(batch: Mapping[str, Any]) -> int:
     """The number of rows of a batch ``{site: array}`` (every column has as many)."""
     return len(next(iter(batch.values())))
-
-
-class fitted_sites(Messenger):
-    """Fix MAP-estimated global latents (they become deterministic), and replace the prior
-    of Bayesian ones by their fitted posterior: the draws themselves where given (NUTS),
-    else a diagonal Normal in unconstrained space (SVI). Bayesian sites are marked, so
-    abduction draws them as they are instead of conditioning them again."""
-
-    def __init__(
-        self,
-        fn: Callable,
-        fixed: Mapping,
-        loc: Mapping,
-        scale: Mapping,
-        draws: Mapping | None = None,
-    ) -> None:
-        self.fixed, self.loc, self.scale = dict(fixed), dict(loc), dict(scale)
-        self.draws = dict(draws or {})
-        self._draw: jax.Array | None = None
-        self._carrier: dict[str, Any] | None = None
-        super().__init__(fn)
-
-    def __enter__(self) -> Any:
-        self._draw = None  # the index of the posterior draw this run of the program uses
-        self._carrier = None  # the message of the site that carries it
-        return super().__enter__()
-
-    def process_message(self, msg: dict[str, Any]) -> None:
-        if msg["type"] != "sample" or msg.get("is_observed"):
-            return
-        name = msg["name"]
-        if name in self.fixed:
-            msg.update(type="deterministic", value=self.fixed[name], is_observed=False)
-        elif name in self.draws and self._draw is not None:
-            msg.update(type="deterministic", value=self.draws[name][self._draw], is_observed=False)
-        elif name in self.draws:
-            self._carrier = msg
-            msg["fn"] = PosteriorDraws(self.draws[name])
-            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
-        elif name in self.loc:
-            msg["fn"] = _posterior_distribution(msg["fn"], self.loc[name], self.scale[name])
-            msg["infer"] = {**(msg.get("infer") or {}), FIT_POSTERIOR: True}
-
-    def postprocess_message(self, msg: dict[str, Any]) -> None:
-        # The message itself, not its name or type: outer handlers (world prefixes, noise
-        # replay) may have renamed it or made it deterministic by now.
-        if self._draw is None and msg is self._carrier:
-            # One draw of *all* the weights per run, or the mechanisms would mix draws: the
-            # later sites take the draw whose value the first one holds (draws of
-            # continuous weights are distinct, so the match is exact).
-            self._draw = msg["fn"].index_of(msg["value"])
-
-
-def _posterior_distribution(prior: Any, loc: jax.Array, scale: jax.Array) -> Any:
-    base: Any = dist.Normal(loc, scale)
-    event = max(0, jnp.ndim(loc) - len(prior.batch_shape))
-    if event:
-        base = base.to_event(event)
-    transform = biject_to(prior.support)
-    if isinstance(transform, IdentityTransform):
-        return base
-    return dist.TransformedDistribution(base, transform)
 
 
 def _log_prob_terms(
@@ -178,6 +122,55 @@ class Objective:
         self.local = {k: v for k, v in local.items() if k not in discrete}
         self.icm_penalty, self.icm_pairs = float(icm_penalty), list(icm_pairs)
         self.captured = captured_sites(self.icm_pairs)
+
+    def epoch_key(
+        self, optimizer_key: Any, sizes: Sequence[tuple[int, int]], steps: int, *layout: Any
+    ) -> tuple:
+        """The cache key of a compiled epoch of this objective: everything the epoch reads
+        off it, and its shape. A compiled epoch closes over the objective it was built
+        from, so two objectives may share one only where this key is equal.
+
+        ``optimizer_key`` names the optimiser (its hyperparameters live in its state),
+        ``sizes`` are ``(rows, minibatch rows)`` per regime, ``steps`` the steps of an
+        epoch; ``layout`` is whatever else the caller's epoch bakes in (the rows a chunk's
+        loss is per, the device mesh).
+
+        Examples
+        --------
+        >>> import numpyro, numpyro.distributions as dist
+        >>> from scm_ppl.learn.data import Structure
+        >>> def model(n):
+        ...     with numpyro.plate("unit", n):
+        ...         numpyro.sample("x", dist.Normal(0.0, 1.0))
+        >>> structure = Structure({}, {}, {}, {"x": dist.constraints.real})
+        >>> def key(particles):  # of an objective built afresh
+        ...     o = Objective(model, "unit", "n", {}, [{}], [-1], structure, {}, particles, False)
+        ...     return o.epoch_key("adam", [(100, 10)], 10)
+        >>> key(1) == key(1), key(1) == key(4)
+        (True, False)
+        """
+        s = self.structure
+        return (
+            hashable(self.model),
+            self.plate,
+            self.size_arg,
+            # Baked in as constants: keyword arrays (PRNG keys too) and the supports and
+            # constraints (pytrees whose bounds may be arrays), by value.
+            baked_arguments_key((), self.kwargs),
+            baked_arguments_key((), {"supports": s.supports, "constraints": s.constraints}),
+            tuple(sorted(self.local.items())),  # which sites the epoch integrates out
+            self.prior_local,
+            tuple(regime_key(spec) for spec in self.regimes),
+            tuple(self.labels),
+            self.num_particles,
+            self.bayesian,
+            self.icm_penalty,
+            tuple(self.icm_pairs),
+            optimizer_key,
+            tuple(sizes),
+            steps,
+            *layout,
+        )
 
     def program(self, label: int, batch: Mapping[str, jax.Array], values: Mapping) -> Callable:
         program: Callable = handlers.substitute(self.model, data=dict(values))
@@ -344,11 +337,62 @@ def initial_state(objective: Objective, batch: Mapping[str, Any]) -> dict[str, A
     return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.asarray(x).dtype), state)
 
 
+def _unchanged(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def column_stats(
+    blocks: Callable[[], Iterable[Mapping[str, np.ndarray]]],
+    shapes: Mapping[str, tuple[int, ...]],
+    rows: int,
+    total: Callable[[np.ndarray], np.ndarray] = _unchanged,
+) -> dict[str, dict[str, jax.Array]]:
+    """Mean and spread of each data column over all rows: the encoder's input scaling.
+
+    Two passes (the sum, then the squared deviations from the mean), each a call of
+    ``blocks()`` that yields the rows ``{site: array}`` block by block (the regimes of a
+    fit, the chunks of a file), summed in float64; ``shapes`` are the per-row shapes of the
+    columns to describe, ``rows`` the number of rows of all blocks (of every process), and
+    ``total`` sums a partial sum over the processes that hold the other rows (this one's
+    alone by default). A column that does not vary gets a spread of 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1.0, 2.0, 3.0, 6.0], np.float32)
+    >>> halves = lambda: iter([{"x": x[:2]}, {"x": x[2:]}])
+    >>> stats = column_stats(halves, {"x": ()}, rows=4)
+    >>> float(stats["mean"]["x"]), float(stats["std"]["x"]) == float(np.float32(x.std()))
+    (3.0, True)
+    """
+    sums = {k: np.zeros(shape) for k, shape in shapes.items()}
+    for block in blocks():
+        for k in sums:
+            sums[k] += np.asarray(block[k]).astype(np.float64).sum(axis=0)
+    mean = {k: total(v) / rows for k, v in sums.items()}
+    squares = {k: np.zeros(shape) for k, shape in shapes.items()}
+    for block in blocks():
+        for k in squares:
+            squares[k] += ((np.asarray(block[k]).astype(np.float64) - mean[k]) ** 2).sum(axis=0)
+    out: dict[str, dict[str, jax.Array]] = {"mean": {}, "std": {}}
+    for k in shapes:
+        # Zero after rounding to float32 (not before), or a tiny spread would divide by 0.
+        sd = np.sqrt(total(squares[k]) / rows).astype(np.float32)
+        out["mean"][k] = jnp.asarray(mean[k].astype(np.float32))
+        out["std"][k] = jnp.asarray(np.where(sd > 0, sd, 1.0).astype(np.float32))
+    return out
+
+
 def feature_stats(train: list[dict[str, np.ndarray]]) -> dict[str, dict[str, jax.Array]]:
-    """Mean and spread of each data column (the encoder's input scaling), over all rows."""
-    mean, std = {}, {}
-    for site in train[0]:
-        column = np.concatenate([b[site] for b in train]).astype(np.float32)
-        mean[site] = jnp.asarray(column.mean(axis=0))
-        std[site] = jnp.asarray(np.where(column.std(axis=0) > 0, column.std(axis=0), 1.0))
-    return {"mean": mean, "std": std}
+    """Mean and spread of each data column (the encoder's input scaling), over the rows of
+    every regime (:func:`column_stats` of rows in memory).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = feature_stats([{"x": np.array([1.0, 3.0])}, {"x": np.array([5.0, 7.0])}])
+    >>> float(stats["mean"]["x"]), round(float(stats["std"]["x"]), 4)
+    (4.0, 2.2361)
+    """
+    shapes = {k: np.shape(v)[1:] for k, v in train[0].items()}
+    return column_stats(lambda: iter(train), shapes, sum(num_rows(b) for b in train))

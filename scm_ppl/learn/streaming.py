@@ -46,8 +46,8 @@ from scm_ppl.core.validate import positive_int
 from scm_ppl.errors import DataError, SettingsError
 from scm_ppl.learn.data import Data, check_structure
 from scm_ppl.learn.distributed import DataParallel, data_parallel, unsupported
-from scm_ppl.learn.objective import Objective
-from scm_ppl.learn.train import _compiled_epoch
+from scm_ppl.learn.objective import Objective, column_stats
+from scm_ppl.learn.train import compiled_epoch
 
 __all__ = ["StreamedRows", "row_plan"]
 
@@ -271,26 +271,17 @@ class StreamPlan:
         }
 
     def _stats(self, data: Data) -> dict[str, Any]:
-        """Mean and spread of each column over all rows (one pass over the file): the
+        """Mean and spread of each column over all rows (two passes over the file): the
         scaling of the local latents' proposal, as an in-memory fit computes it."""
-        total = {k: np.zeros(v.shape[1:]) for k, v in data.columns.items()}
-        squares = {k: np.zeros(v.shape[1:]) for k, v in data.columns.items()}
-        for start, stop in self.source.chunks:
-            columns = self.source.read(start, stop)
-            _check_finite(columns, start)  # found before anything is compiled
-            for k, v in columns.items():
-                if k in total:
-                    total[k] += v.astype(np.float64).sum(axis=0)
-        mean = {k: t / self.rows for k, t in total.items()}
-        for start, stop in self.source.chunks:
-            for k, v in self.source.read(start, stop).items():
-                if k in squares:
-                    squares[k] += ((v.astype(np.float64) - mean[k]) ** 2).sum(axis=0)
-        std = {k: np.sqrt(s / self.rows) for k, s in squares.items()}
-        return {
-            "mean": {k: jnp.asarray(m, jnp.float32) for k, m in mean.items()},
-            "std": {k: jnp.asarray(np.where(s > 0, s, 1.0), jnp.float32) for k, s in std.items()},
-        }
+
+        def chunks() -> Any:
+            for start, stop in self.source.chunks:
+                columns = self.source.read(start, stop)
+                _check_finite(columns, start)  # found before anything is compiled
+                yield columns
+
+        shapes = {k: v.shape[1:] for k, v in data.columns.items()}
+        return column_stats(chunks, shapes, self.rows)
 
     def stats(self) -> dict[str, Any]:
         return self.const
@@ -355,7 +346,7 @@ class StreamPlan:
                 # chunk's one step (or a chunk's last, partly repeated, batch) would
                 # otherwise count its rows b/m times over, every epoch.
                 weight = n * m / (b * chunk_steps)
-                epoch, _ = _compiled_epoch(
+                epoch, _ = compiled_epoch(
                     o, optimizer, optimizer_key, [(m, batch)], chunk_steps, rows=n,
                     weighted_rows=weight,
                 )  # fmt: skip

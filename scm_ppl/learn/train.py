@@ -21,7 +21,6 @@ import optax
 from numpyro.distributions.transforms import biject_to
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.program import baked_arguments_key, hashable
 from scm_ppl.errors import FitError, SettingsError
 from scm_ppl.learn.objective import (
     FitEstimate,
@@ -30,9 +29,8 @@ from scm_ppl.learn.objective import (
     initial_state,
     num_rows,
 )
-from scm_ppl.learn.regimes import regime_key
 
-__all__ = ["GradientOptions", "fit_gradient"]
+__all__ = ["GradientOptions", "compiled_epoch", "fit_gradient"]
 
 _COMPILED = LRUCache(32)  # the jitted epoch and validation loss, by the fit's structure
 
@@ -99,7 +97,7 @@ def _diverged(what: str, value: float, epoch: int, detail: str, settings: Mappin
     )
 
 
-def _compiled_epoch(
+def compiled_epoch(
     objective: Objective,
     optimizer: optax.GradientTransformation,
     optimizer_key: Any,
@@ -113,28 +111,24 @@ def _compiled_epoch(
     shape) compile once. ``rows``: the number of rows the loss is per (default: those
     given), when the epoch runs over one chunk of them (:mod:`scm_ppl.learn.streaming`);
     ``weighted_rows``: how many of them the chunk's minibatch stands for (default
-    ``rows``), so a chunk whose steps see its rows more or less than once weighs right."""
+    ``rows``), so a chunk whose steps see its rows more or less than once weighs right.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist, optax
+    >>> from scm_ppl.learn.data import Structure
+    >>> def model(n):
+    ...     with numpyro.plate("unit", n):
+    ...         numpyro.sample("x", dist.Normal(numpyro.param("m", 0.0), 1.0))
+    >>> structure = Structure({"m": 0.0}, {"m": dist.constraints.real}, {},
+    ...                       {"x": dist.constraints.real})
+    >>> o = Objective(model, "unit", "n", {}, [{}], [-1], structure, {}, 1, False)
+    >>> first = compiled_epoch(o, optax.adam(0.1), "adam", [(100, 10)], 10)
+    >>> first is compiled_epoch(o, optax.adam(0.1), "adam", [(100, 10)], 10)  # cached
+    True
+    """
     o = objective
-    key = (
-        hashable(o.model),
-        o.plate,
-        o.size_arg,
-        # The epoch closes over the program's keyword arguments: key them by value.
-        baked_arguments_key((), o.kwargs),
-        tuple(sorted(o.local.items())),  # which sites the epoch integrates out
-        o.prior_local,
-        tuple(regime_key(spec) for spec in o.regimes),
-        tuple(o.labels),
-        o.num_particles,
-        o.bayesian,
-        tuple(sizes),
-        steps,
-        optimizer_key,
-        o.icm_penalty,
-        tuple(o.icm_pairs),
-        rows,
-        weighted_rows,
-    )
+    key = o.epoch_key(optimizer_key, sizes, steps, rows, weighted_rows)
     cached = _COMPILED.get(key)
     if cached is not None:
         return cached
@@ -205,7 +199,7 @@ def fit_gradient(
     else:
         optimizer_key = optimizer
     if plan is None:
-        run_epoch, run_valid = _compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
+        run_epoch, run_valid = compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)
         const = feature_stats(train)
     else:  # the rows stay where they are (other processes, disk); the plan brings them
         run_epoch = plan.compiled_epoch(objective, optimizer, optimizer_key, sizes, steps)

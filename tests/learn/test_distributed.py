@@ -9,44 +9,26 @@ the same ``shard_map`` program and all-reduce that two processes run
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from scm_ppl.errors import DataError
 from scm_ppl.learn import shard_rows
 from scm_ppl.learn.distributed import check_agreement, unsupported
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._devices import run_on_cpu_devices
 
 _TWO_DEVICES = textwrap.dedent(
     """
     import jax, numpy as np, numpyro, numpyro.distributions as dist
-    from numpyro.distributions import constraints
+    from models.latent_mechanism import model, rows
     from scm_ppl import fit, shard_units
     from scm_ppl.errors import DataError, SettingsError
 
     assert jax.device_count() == 2, jax.devices()
 
-    def model(n):
-        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0))   # a prior: counted once
-        w = numpyro.param("w", 0.0)
-        s = numpyro.param("s", 1.0, constraint=constraints.positive)
-        with numpyro.plate("unit", n):
-            u = numpyro.sample("U", dist.Normal(0.0, 1.0))
-            x = numpyro.sample("X", dist.Normal(u, 1.0))
-            numpyro.sample("Y", dist.Normal(beta * x + w * u, s))
-
-    rng = np.random.default_rng(0)
     n = 512
-    u = rng.normal(size=n)
-    x = u + rng.normal(size=n)
-    y = 0.7 * x + 0.5 * u + 0.3 * rng.normal(size=n)
-    data = {"X": x.astype(np.float32), "Y": y.astype(np.float32)}
+    data = rows(n)
     sharded = shard_units(data, axis=0)
 
     def values(f):
@@ -109,20 +91,7 @@ _TWO_DEVICES = textwrap.dedent(
 # other tests, so it runs with the slow tests (the 2-process test checks the same).
 @pytest.mark.slow
 def test_two_devices_take_the_steps_of_one():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(ROOT),
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_on_cpu_devices(_TWO_DEVICES, 2)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().endswith("ok"), run.stdout
 

@@ -10,6 +10,8 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.distributions import constraints
 
+from models import latent_mechanism
+from models.latent_mechanism import model
 from scm_ppl import fit
 from scm_ppl.errors import DataError, SettingsError
 from scm_ppl.learn import StreamedRows
@@ -17,22 +19,8 @@ from scm_ppl.learn import StreamedRows
 N, CHUNK = 1000, 300  # 4 chunks, the last one of 100 rows
 
 
-def model(n):
-    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0))
-    w = numpyro.param("w", 0.0)
-    s = numpyro.param("s", 1.0, constraint=constraints.positive)
-    with numpyro.plate("unit", n):
-        u = numpyro.sample("U", dist.Normal(0.0, 1.0))
-        x = numpyro.sample("X", dist.Normal(u, 1.0))
-        numpyro.sample("Y", dist.Normal(beta * x + w * u, s))
-
-
 def _rows(n: int = N) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    u = rng.normal(size=n)
-    x = u + rng.normal(size=n)
-    y = 0.7 * x + 0.5 * u + 0.3 * rng.normal(size=n)
-    return {"X": x.astype(np.float32), "Y": y.astype(np.float32)}
+    return latent_mechanism.rows(n, seed=0)
 
 
 def _files(tmp_path, rows) -> dict[str, str]:

@@ -1,11 +1,7 @@
 """Past one pass and one device: chunked queries give the unchunked answer, and sharded
 queries (two forced CPU devices, in a subprocess) give the one-device answer."""
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,10 +13,10 @@ from models import linear_gaussian_dag
 from scm_ppl import counterfactual, shard_units
 from scm_ppl.errors import EvidenceError, SettingsError
 from scm_ppl.query.engine import trace_count
+from tests._devices import run_on_cpu_devices
 
 KEY = jax.random.key(0)
 N = 300
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def simulate(n, seed=1):
@@ -156,19 +152,6 @@ _TWO_DEVICES = textwrap.dedent(
 
 
 def test_two_devices_give_the_one_device_answer():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(ROOT),
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_on_cpu_devices(_TWO_DEVICES, 2)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().endswith("ok")
