@@ -31,6 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["StrokeDecoder", "render_strokes", "soft_distance"]
 
@@ -140,7 +141,7 @@ def soft_distance(ink: jax.Array) -> jax.Array:
 
 
 def render_strokes(
-    ink: jax.Array, half_width: jax.Array, gain: jax.Array, softness: jax.Array
+    ink: jax.Array, half_width: ArrayLike, gain: ArrayLike, softness: ArrayLike
 ) -> jax.Array:
     """Ink ``(H, W)`` drawn with a pen: ``gain * sigmoid((half_width - D) / softness)``,
     ``D`` the :func:`soft_distance` to the ink. A one-pixel line of full ink drawn with
@@ -154,7 +155,8 @@ def render_strokes(
     >>> [round(float(v), 2) for v in img[14, 11:18]]
     [0.03, 0.38, 0.92, 0.99, 0.92, 0.38, 0.03]
     """
-    return gain * jax.nn.sigmoid((half_width - soft_distance(ink)) / softness)
+    edge = (jnp.asarray(half_width) - soft_distance(ink)) / jnp.asarray(softness)
+    return jnp.asarray(gain) * jax.nn.sigmoid(edge)
 
 
 def _softplus_inverse(y: float) -> float:
