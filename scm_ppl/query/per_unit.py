@@ -33,7 +33,8 @@ from numpyro.distributions import constraints
 from scm_ppl.core.cache import LRUCache
 from scm_ppl.core.inference import split_arguments
 from scm_ppl.errors import AbductionError
-from scm_ppl.query.per_unit_nuts import _per_unit_compiled, chain_diagnostics, unit_sampler
+from scm_ppl.query.per_unit_common import chain_diagnostics, compiled_per_unit
+from scm_ppl.query.per_unit_nuts import unit_sampler
 from scm_ppl.query.scaling import unit_plate
 
 __all__ = ["per_unit_choice", "per_unit_latents", "per_unit_or_joint"]
@@ -151,7 +152,7 @@ def _moments_fn(model, rebuild, evidence_names, site_shapes: dict[str, tuple]) -
 
 
 def _compiled(model, args, kwargs, evidence, latent) -> tuple | str:
-    return _per_unit_compiled(
+    return compiled_per_unit(
         _COMPILED, model, args, kwargs, evidence, latent, _latent_shapes,
         lambda rebuild, site_shapes: _moments_fn(model, rebuild, sorted(evidence), site_shapes),
         lambda found: found[3], "closed form",
