@@ -33,8 +33,8 @@ the same posterior, not the same numbers.
 
 Cost: in lockstep, every unit waits for the iteration's longest tree, and the batched
 tree building costs more per leapfrog step than one joint chain's. Measured on CPU it
-wins at a hundred units and loses at ten thousand (see ``AUTO_MAX_UNITS`` in
-:mod:`scm_ppl.query.per_unit`), so ``"auto"`` takes it only in between.
+wins up to 300 units and loses from 350 on (see ``AUTO_MAX_UNITS`` in
+:mod:`scm_ppl.query.per_unit`), so ``"auto"`` takes it only from 32 to 300 units.
 """
 
 from __future__ import annotations
