@@ -225,7 +225,6 @@ print("ok")
 """
 
 
-@pytest.mark.slow  # a subprocess and two compilations: about 80 s on 2 loaded cores
 def test_two_devices_draw_what_one_device_draws() -> None:
     """Units sharded over two devices keep their keys: the same start and the same draws,
     to float32 round-off, while the chains stay short. Longer chains part: XLA rounds
