@@ -33,6 +33,16 @@ match) has no quantile and probability zero, and a query on it says so and lists
 (``ett(..., impossible="drop")`` drops them with a count); a discrete root's unseen level
 is refused as everywhere (its levels are the training levels). Ask about units far beyond
 the training rows with ``roots="model"``.
+
+**Scoring, and why an empirical root is never inferred.** ``log_prob`` is a mass for a
+value a row holds and a density for a continuous value none holds: two measures. That is
+sound only while the root is observed: its score is then a constant of the posterior over
+the other latents. A *latent* root upstream of the evidence would need a posterior over
+rows (masses), and its later roots are looked up by exact row values, which a sampler
+moving it through the reals (NUTS, SVI) never hits: a silently wrong answer. So a query
+refuses it before any compilation (:class:`~scm_ppl.AbductionError`, from
+:mod:`scm_ppl.query.abduction`); a latent root with no evidence downstream keeps its
+prior and is drawn from its rows, never scored.
 """
 
 from __future__ import annotations

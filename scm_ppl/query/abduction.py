@@ -64,6 +64,7 @@ def _choose_method(info: ProgramInfo, evidence: set[str], method: str) -> tuple[
     # as they are, never conditioned again on one unit's evidence.
     from_fit = [n for n in latent if n in relevant and info.sites[n].fit_posterior]
     latent_ancestors = [n for n in latent if n in relevant and n not in from_fit]
+    _refuse_latent_rows(info, latent_ancestors, evidence)
     stuck = [n for n in sorted(evidence) if info.sites[n].kind == "deterministic"]
     stuck = [n for n in stuck if any(a in latent for a in info.ancestors([n]))]
     # Finite discrete latent causes are enumerated: deterministic evidence is then
@@ -192,6 +193,24 @@ def _enumerate_choice(
     if stuck:
         reason += f"; evidence on the deterministic site(s) {stuck} is ordinary evidence"
     return "enumerate", reason
+
+
+def _refuse_latent_rows(info: ProgramInfo, latent_ancestors: list[str], evidence: set[str]) -> None:
+    """An empirical root (``roots="empirical"``) weighs a value a row holds by its mass and
+    an unseen one by a density, and looks its later roots up by exact row values: no
+    sampler that moves it through the reals (NUTS, SVI) infers it right. Its posterior
+    matters only when it is upstream of the evidence; elsewhere it keeps its prior (the
+    rows), which is drawn, not inferred."""
+    rows = [n for n in latent_ancestors if info.sites[n].distribution == "EmpiricalRoot"]
+    if rows:
+        raise AbductionError(
+            f"The empirical root(s) {rows} are latent but upstream of the evidence "
+            f"{sorted(evidence)}: their law is the training rows (a mass on each row's "
+            "value), which no abduction method here infers (NUTS or SVI would weigh a moving "
+            "value by a density and lose its rows). Give evidence for them on every unit, "
+            "drop the evidence downstream of them, or build the program with roots='model' "
+            "(a fitted law with a density)."
+        )
 
 
 def require_noise_views(info: ProgramInfo) -> None:

@@ -33,7 +33,8 @@ from numpyro.distributions import constraints
 from scm_ppl.core.cache import LRUCache
 from scm_ppl.core.inference import split_arguments
 from scm_ppl.errors import AbductionError
-from scm_ppl.query.per_unit_nuts import _per_unit_compiled, chain_diagnostics, unit_sampler
+from scm_ppl.query.per_unit_common import chain_diagnostics, compiled_per_unit
+from scm_ppl.query.per_unit_nuts import unit_sampler
 from scm_ppl.query.scaling import unit_plate
 
 __all__ = ["per_unit_choice", "per_unit_latents", "per_unit_or_joint"]
@@ -47,15 +48,17 @@ _RTOL = 1e-3
 in a gradient of a few sites sits near 1e-6 of that scale; a non-quadratic density
 misses by O(1)."""
 
-AUTO_MIN_UNITS, AUTO_MAX_UNITS = 32, 1000
+AUTO_MIN_UNITS, AUTO_MAX_UNITS = 32, 300
 """The numbers of units for which ``"auto"`` takes per-unit NUTS over the joint chain.
-Measured on 2 loaded cores (``benchmarks/w8_latent.py --tanh``: ``X ~ N(tanh 2U, 0.3)``,
-500 + 1000 draws, steady state): 100 units, per-unit 1.5 s against joint 5.9 s (with
-fewer, the joint chain's cheaper compile wins); 10,000 units, per-unit 272 s against joint
-74 s. Under ``vmap`` every unit waits for the longest tree of the iteration, and the
-batched tree building costs more per leapfrog step than the joint chain's, so past some
-thousand units the joint chain is faster on CPU; ``method="per_unit_nuts"`` still asks
-for it (its ESS holds up per unit; the joint chain's shrinks with the dimension)."""
+Measured on 2 shared cores, per-unit and joint in the same run
+(``benchmarks/w8_latent.py --tanh``: ``X ~ N(tanh 2U, 0.3)``, 500 + 1000 draws, steady
+state; ``benchmarks/results/per_unit_window.md``, three runs, load 2-7): per-unit over
+joint 0.43x at 100 units, 0.28x-0.41x at 150-200, 0.35x-0.61x at 250-300, then 1.06x at
+350, 1.34x-2.33x at 400, 1.44x at 700 and 1.86x at 1,000 (earlier: 0.25x at 100 units and
+3.7x at 10,000). Under ``vmap`` every unit waits for the longest tree of the iteration, so
+the cost follows the hardest unit, and more units hold a harder one; with fewer than 32
+the joint chain's cheaper compile wins. ``method="per_unit_nuts"`` still asks for it past
+the bound (its ESS holds up per unit; the joint chain's shrinks with the dimension)."""
 
 _COMPILED = LRUCache(64)
 
@@ -151,7 +154,7 @@ def _moments_fn(model, rebuild, evidence_names, site_shapes: dict[str, tuple]) -
 
 
 def _compiled(model, args, kwargs, evidence, latent) -> tuple | str:
-    return _per_unit_compiled(
+    return compiled_per_unit(
         _COMPILED, model, args, kwargs, evidence, latent, _latent_shapes,
         lambda rebuild, site_shapes: _moments_fn(model, rebuild, sorted(evidence), site_shapes),
         lambda found: found[3], "closed form",

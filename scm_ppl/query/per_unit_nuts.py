@@ -23,19 +23,26 @@ this evidence at a random point:
 
 Anything else falls back to the joint NUTS path, with the reason in ``attrs``.
 
+Keys (:func:`unit_keys`): each unit's chain has a key folded from its global index, so a
+unit draws the same numbers whatever units run beside it (a chunk, a subset, more units).
+Units sharded over devices or processes keep their keys too (as a split of the key would
+under ``jit``), but not their draws bit for bit: XLA rounds the sharded program's
+step-size adaptation differently in the last bit (1e-7 after two iterations; numpyro's own
+NUTS under ``vmap`` does the same), and NUTS trajectories amplify it. Sharded draws are
+the same posterior, not the same numbers.
+
 Cost: in lockstep, every unit waits for the iteration's longest tree, and the batched
 tree building costs more per leapfrog step than one joint chain's. Measured on CPU it
-wins at a hundred units and loses at ten thousand (see ``AUTO_MAX_UNITS`` in
-:mod:`scm_ppl.query.per_unit`), so ``"auto"`` takes it only in between.
+wins up to 300 units and loses from 350 on (see ``AUTO_MAX_UNITS`` in
+:mod:`scm_ppl.query.per_unit`), so ``"auto"`` takes it only from 32 to 300 units.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,20 +52,18 @@ from numpyro.distributions import constraints
 from numpyro.infer.hmc import hmc
 
 from scm_ppl.core.cache import LRUCache
-from scm_ppl.core.inference import nuts_problems, process_local, shapes, split_arguments
-from scm_ppl.core.program import arguments_key
+from scm_ppl.core.inference import nuts_problems, split_arguments
 from scm_ppl.errors import InferenceWarning
+from scm_ppl.query.per_unit_common import chain_diagnostics, compiled_per_unit
 
 __all__ = [
     "UnitSampler",
     "chain_diagnostics",
     "per_unit_nuts_latents",
+    "unit_keys",
     "unit_sampler",
     "warn_if_unreliable",
 ]
-
-_MAX_BLOCK = 64
-"""Largest number of latent values per unit whose Hessian block is checked densely."""
 
 _RTOL = 1e-3
 """Separability checks, relative to the gradient's and Hessian's scale (float32
@@ -67,13 +72,7 @@ round-off sits near 1e-6 of it; a coupling term misses by O(1))."""
 _HALVES = 8
 """Random halves of the units the exact no-leak check perturbs."""
 
-_T = TypeVar("_T")
-
 _COMPILED = LRUCache(32)
-_DIAGNOSTIC_BLOCK = 256
-"""Units' values per step of the compiled diagnostics loop. Small blocks keep the FFT's
-working set in cache: on 2 CPU cores, 1000 draws of 20,000 values took 2.3 s in blocks of
-65,536, 0.8 s in blocks of 1,024 and 0.4-0.5 s in blocks of 128 to 512."""
 
 
 class UnitSampler(NamedTuple):
@@ -235,10 +234,13 @@ def _build(model, rebuild, evidence_names, site_shapes, plate: str) -> UnitSampl
 
             return jax.lax.fori_loop(0, warmup + draws, step, (state, kept))[1]
 
-        k_init, k_run = jax.random.split(key)
+        keys = unit_keys(key, chains, n)
         # numpyro's own default start: uniform in (-2, 2) on the unconstrained scale.
-        z0 = jax.random.uniform(k_init, (chains * n, d), minval=-2.0, maxval=2.0)
-        z, diverging = jax.vmap(run_one)(z0, jax.random.split(k_run, chains * n))
+        z0 = jax.vmap(lambda k: jax.random.uniform(k, (d,), minval=-2.0, maxval=2.0))(
+            jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        )
+        runs = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        z, diverging = jax.vmap(run_one)(z0, runs)
         z = jnp.moveaxis(z.reshape(chains, n, draws, d), 2, 1)
         return z, jnp.moveaxis(diverging.reshape(chains, n, draws), 2, 1)
 
@@ -251,44 +253,27 @@ def _build(model, rebuild, evidence_names, site_shapes, plate: str) -> UnitSampl
     )
 
 
-def _per_unit_compiled(
-    cache: LRUCache,
-    model: Callable,
-    args: tuple,
-    kwargs: Mapping[str, Any],
-    evidence: Mapping[str, Any],
-    latent: tuple[str, ...],
-    layout: Callable[..., Any],
-    build: Callable[[Callable, Any], _T],
-    values: Callable[[_T], int],
-    limit: str,
-) -> _T | str:
-    """The per-unit paths' compiled functions for one program, arguments, evidence shapes
-    and latents, cached, or why there are none: ``layout(model, args, kwargs, evidence,
-    latent)`` reads the latents' layout (a string: why not), ``build(rebuild, layout)``
-    compiles, and more than ``_MAX_BLOCK`` latent values per unit (``values(built)``) is
-    refused, ``limit`` saying what the block is for. The refusal is cached too."""
-    key = (model, arguments_key(args, kwargs), shapes(dict(evidence)), tuple(latent))
-    found: _T | str | None = cache.get(key)
-    if found is None:
-        laid_out = layout(model, args, kwargs, evidence, latent)
-        if isinstance(laid_out, str):
-            found = laid_out
-        else:
-            _, rebuild = split_arguments(args, kwargs)
-            built = build(rebuild, laid_out)
-            count = values(built)
-            found = (
-                built
-                if count <= _MAX_BLOCK
-                else f"each unit has {count} latent values ({limit} up to {_MAX_BLOCK})"
-            )
-        cache.put(key, found)
-    return found
+def unit_keys(key: jax.Array, chains: int, units: int) -> jax.Array:
+    """One key per chain and unit, ``(chains * units,)`` chain-major, each folded from the
+    unit's *global* index: a unit's chain draws the same numbers however the unit axis is
+    sharded over devices or processes (a split of the key over the units would tie them
+    to the layout).
+
+    Examples
+    --------
+    >>> import jax
+    >>> keys = unit_keys(jax.random.key(0), 2, 3)
+    >>> keys.shape, bool((jax.random.key_data(keys[4]) == jax.random.key_data(
+    ...     jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 1), 1))).all())
+    ((6,), True)
+    """
+    per_chain = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(chains))
+    per_unit = jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(units)))
+    return per_unit(per_chain).reshape(chains * units)
 
 
 def _sampler(model, args, kwargs, evidence, latent) -> UnitSampler | str:
-    return _per_unit_compiled(
+    return compiled_per_unit(
         _COMPILED, model, args, kwargs, evidence, latent, _unit_layout,
         lambda rebuild, layout: _build(model, rebuild, sorted(evidence), *layout),
         lambda sampler: sampler.values, "checked",
@@ -389,85 +374,3 @@ def warn_if_unreliable(diagnostics: Mapping[str, float], num_chains: int) -> Non
             InferenceWarning,
             stacklevel=4,  # the user's call: counterfactual -> ... -> run_query -> here
         )
-
-
-def chain_diagnostics(x: jax.Array) -> dict[str, Any]:
-    """Max split r_hat and min ESS over the columns of ``x`` ``(chain, draw, m)``: the
-    estimators of :mod:`numpyro.diagnostics`, in JAX, in blocks of columns (float32).
-
-    Examples
-    --------
-    >>> import jax
-    >>> d = chain_diagnostics(jax.random.normal(jax.random.key(0), (2, 500, 3)))
-    >>> 0.95 < d["max_r_hat"] < 1.05, 500 < d["min_ess"] < 2000
-    (True, True)
-    """
-    x = jnp.asarray(x)
-    if not x.is_fully_addressable:
-        # Units sharded over processes: each judges its own units (XLA's CPU FFT refuses
-        # the global array's layout, and a max over processes would need a collective
-        # for two numbers); the scope says so.
-        local, _ = process_local(x)
-        return {
-            **chain_diagnostics(jnp.asarray(local)),
-            "diagnostics_scope": "this process's units",
-        }
-    m = x.shape[2]
-    block = min(m, _DIAGNOSTIC_BLOCK)
-    # The last block overlaps the one before rather than being padded: harmless for a
-    # max and a min, and no copy of the draws.
-    starts = jnp.asarray([min(start, m - block) for start in range(0, m, block)])
-    r_hat, ess = _diagnostics(x, starts, block)
-    return {"max_r_hat": float(r_hat), "min_ess": float(ess)}
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _diagnostics(x: jax.Array, starts: jax.Array, block: int) -> tuple[jax.Array, jax.Array]:
-    def one(start):
-        return _diagnostics_block(jax.lax.dynamic_slice_in_dim(x, start, block, axis=2))
-
-    r_hat, ess = jax.lax.map(one, starts)
-    # A block of constant values has no r_hat or ESS (NaN); it must not hide the others.
-    return jnp.nanmax(r_hat), jnp.nanmin(ess)
-
-
-def _variance_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    chains, draws = x.shape[:2]
-    within = jnp.var(x, axis=1, ddof=1).mean(axis=0)
-    estimator = within * (draws - 1) / draws
-    if chains > 1:
-        return within, estimator + jnp.var(jnp.mean(x, axis=1), axis=0, ddof=1)
-    return estimator, estimator
-
-
-def _diagnostics_block(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    draws = x.shape[1]
-    half = draws // 2
-    split = jnp.concatenate([x[:, :half], x[:, -half:]], axis=0)
-    within, estimator = _variance_stats(split)
-    r_hat = jnp.nanmax(jnp.sqrt(estimator / within)) if draws >= 4 else jnp.array(jnp.nan)
-    # Autocovariance by FFT (numpyro's biased estimator), then Geyer's initial monotone
-    # sequence of paired autocorrelations.
-    # Draws on the last axis: the FFT runs over contiguous memory (10x faster on CPU).
-    centred = jnp.swapaxes(x - x.mean(axis=1, keepdims=True), 1, 2)
-    size = 2 * draws
-    spectrum = jnp.fft.rfft(centred, n=size, axis=2)
-    power = spectrum.real**2 + spectrum.imag**2
-    autocov = jnp.swapaxes(jnp.fft.irfft(power, n=size, axis=2)[:, :, :draws], 1, 2) / draws
-    within, estimator = _variance_stats(x)
-    rho = 1.0 - (within - autocov.mean(axis=0)) / estimator
-    rho = rho.at[0].set(1.0)
-    pairs = rho[: 2 * (draws // 2) : 2] + rho[1 : 2 * (draws // 2) : 2]
-    # A scan of minima: XLA lowers lax.cummin on CPU as a window reduction, quadratic in
-    # the draws (3x slower at 1000 draws).
-    monotone = jax.lax.associative_scan(jnp.minimum, jnp.clip(pairs[1:], 0.0, None), axis=0)
-    tau = -1.0 + 2.0 * (pairs[0] + monotone.sum(axis=0))
-    # numpyro stops here, and antithetic chains (lag-1 autocorrelation near -0.5 and below,
-    # common for NUTS on near-Gaussian targets) make tau zero or negative: an ESS of
-    # -142,266 for one unit of a 1000-unit joint run. Stan's floor (Stan Reference Manual,
-    # "Effective sample size"; Vehtari et al. 2021, Bayesian Analysis 16(2), eq. 11; ArviZ's
-    # ``ess``): tau >= 1 / log10(N), so ESS <= N log10 N.
-    total = x.shape[0] * draws
-    tau = jnp.maximum(tau, 1.0 / math.log10(total))
-    ess = jnp.nanmin(total / tau)
-    return r_hat, ess

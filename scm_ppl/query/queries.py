@@ -74,7 +74,7 @@ def counterfactual(
         where the check in :mod:`scm_ppl.query.per_unit` passes), ``"per_unit_nuts"`` (one
         NUTS chain per unit, vectorised over units, where the units' latents separate but
         their posterior is not Gaussian; ``"auto"`` takes it where the check in
-        :mod:`scm_ppl.query.per_unit_nuts` passes, for 32 to 1,000 units),
+        :mod:`scm_ppl.query.per_unit_nuts` passes, for 32 to 300 units),
         ``"enumerate"`` (finite discrete latent causes: their joint support enumerated per
         unit, exact posterior weights, draws from it; evidence on deterministic sites is
         then ordinary evidence;

@@ -98,3 +98,54 @@ def test_a_discrete_roots_unseen_level_is_refused_before_any_compilation():
     new = pd.DataFrame({"k": pd.Categorical(["a", "c"]), "y": [0.1, 0.2]})
     with pytest.raises(DataError, match=r"Column 'k' holds level\(s\) \['c'\] unseen in training"):
         counterfactual(model, new, {"cf": {"k": "a"}}, rng_key=jax.random.key(0), num_samples=2)
+
+
+def _two_roots():
+    """Roots ``g`` (binary) and ``x`` (continuous) resampled jointly, ``y`` on both. Rows:
+    ``g = 0`` holds ``x`` in {0, 1, 3}, ``g = 1`` holds ``x`` in {10, 20, 30, 40}."""
+    g = np.array([0, 0, 0, 1, 1, 1, 1] * 20)
+    x = np.array([1.0, 0.0, 3.0, 40.0, 10.0, 30.0, 20.0] * 20)
+    y = 0.1 * x + g + np.random.default_rng(0).normal(size=g.size)
+    df = pd.DataFrame({"g": g, "x": x, "y": y})
+    graph = nx.DiGraph([("g", "y"), ("x", "y")])
+    return scm_from_graph(graph, df, roots="empirical", flexible=False)
+
+
+def test_a_latent_empirical_root_off_the_evidence_is_drawn_from_its_rows():
+    """``x`` missing for new units, with evidence on ``g`` only: nothing downstream of ``x``
+    is observed, so its posterior is its law given ``g``: uniform over the rows that hold
+    that ``g`` (known answer), drawn, never scored."""
+    from scm_ppl import counterfactual
+
+    model = _two_roots()
+    draws = 3000
+    out = counterfactual(
+        model, {"g": np.array([0, 1])}, {"cf": {"y": 0.0}}, rng_key=jax.random.key(0),
+        num_samples=draws, model_kwargs={"n": 2},
+    )  # fmt: skip
+    x = np.asarray(out.world("cf")["x"]).reshape(draws, 2)
+    for unit, rows in ((0, [0.0, 1.0, 3.0]), (1, [10.0, 20.0, 30.0, 40.0])):
+        values, counts = np.unique(x[:, unit], return_counts=True)
+        assert values.tolist() == rows
+        p = 1 / len(rows)  # each row's share, within 4 binomial standard errors
+        np.testing.assert_allclose(counts / draws, p, atol=4 * np.sqrt(p * (1 - p) / draws))
+
+
+@pytest.mark.parametrize(("given", "latent"), [(("g", "y"), "x"), (("x", "y"), "g")])
+def test_a_latent_empirical_root_upstream_of_the_evidence_is_refused(given, latent):
+    # x latent with y observed: its posterior is over rows (masses), which NUTS would
+    # weigh as a density; g latent with x observed: x's rows given g would be lost.
+    from scm_ppl import counterfactual
+    from scm_ppl.errors import AbductionError
+
+    model = _two_roots()
+    evidence = {"g": np.array([0, 1]), "x": np.array([1.0, 20.0]), "y": np.array([0.5, 3.0])}
+    with pytest.raises(
+        AbductionError,
+        match=rf"empirical root\(s\) \['{latent}'\] are latent but upstream of the evidence "
+        r".*roots='model'",
+    ):
+        counterfactual(
+            model, {k: evidence[k] for k in given}, {"cf": {"y": 0.0}},
+            rng_key=jax.random.key(0), num_samples=4, model_kwargs={"n": 2},
+        )  # fmt: skip
