@@ -14,7 +14,8 @@ scaled in intensity):
 * a soft distance to the ink, ``D = -tau log sum_q k_q exp(-|p - q| / tau)`` (a
   log-sum-exp soft minimum of ``|p - q|``, so ``D`` is 1-Lipschitz: widening the pen
   cannot leave the edge where it was), computed as one convolution with a fixed kernel;
-* the image ``gain(parents) * sigmoid((width(parents) - D) / softness)``: a pen of
+* the image ``gain(parents) * sigmoid((width(parents) - D) / softness)``, scaled so
+  that its brightest pixel is ``gain`` (the stroke's core is full ink): a pen of
   half-width ``width`` and ink ``gain``, both ``softplus`` of a learned affine map of the
   parents (so they extrapolate linearly beyond the training range), and
   a learned edge ``softness`` (anti-aliasing).
@@ -42,6 +43,8 @@ _RADIUS = 6
 # divided by this, it moves as fast under Adam's unit-sized steps as the network can
 # learn to imitate it (which it would otherwise do first, drawing thick ink).
 _PEN_STEP = 10.0
+# A drawing fainter than this at its brightest is not brightened to full ink.
+_FAINTEST = 1e-3
 # Far from any ink the soft distance is capped here (an "empty" pixel, whatever the pen).
 _NO_INK = 30.0
 
@@ -144,7 +147,8 @@ def render_strokes(
     ink: jax.Array, half_width: ArrayLike, gain: ArrayLike, softness: ArrayLike
 ) -> jax.Array:
     """Ink ``(H, W)`` drawn with a pen: ``gain * sigmoid((half_width - D) / softness)``,
-    ``D`` the :func:`soft_distance` to the ink. A one-pixel line of full ink drawn with
+    ``D`` the :func:`soft_distance` to the ink, scaled so that its brightest pixel is
+    ``gain``. A one-pixel line of full ink drawn with
     half-width ``w`` (1 to 3 px) measures ``2 w`` plus 0.5 to 1.0 px thick
     (:func:`.morphometry.measure_thickness`; the line's own pixel, rounded by the grid).
 
@@ -153,10 +157,14 @@ def render_strokes(
     >>> line = jnp.zeros((28, 28)).at[4:24, 14].set(1.0)
     >>> img = render_strokes(line, 1.5, 1.0, 0.3)
     >>> [round(float(v), 2) for v in img[14, 11:18]]
-    [0.03, 0.38, 0.92, 0.99, 0.92, 0.38, 0.03]
+    [0.03, 0.38, 0.93, 1.0, 0.93, 0.38, 0.03]
     """
     edge = (jnp.asarray(half_width) - soft_distance(ink)) / jnp.asarray(softness)
-    return jnp.asarray(gain) * jax.nn.sigmoid(edge)
+    drawn = jax.nn.sigmoid(edge)
+    # The stroke's core is the pen's full ink whatever the ink field's level: else faint
+    # ink dims the stroke (a second channel for intensity) and a wider pen brightens the
+    # core as it widens, raising the half-maximum the stroke is measured at.
+    return jnp.asarray(gain) * drawn / jnp.maximum(jnp.max(drawn), _FAINTEST)
 
 
 def _softplus_inverse(y: float) -> float:
