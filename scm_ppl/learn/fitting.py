@@ -37,6 +37,7 @@ usual randomised experiment, ``do(x = random values)``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,6 +46,7 @@ import jax
 import numpy as np
 import optax
 
+from scm_ppl.core.modes import fitting
 from scm_ppl.core.validate import check_callable, nonnegative_number
 from scm_ppl.errors import SettingsError
 from scm_ppl.learn.data import check_settings, check_structure, discover, prepare, split_rows
@@ -62,6 +64,16 @@ __all__ = ["FitHistory", "FittedSCM", "fit"]
 _DEFAULT_PARTICLES = 16
 
 
+def _as_fitting(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with fitting():  # training-only terms of mechanisms apply (core.modes)
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_as_fitting
 def fit(
     model: Callable,
     data: Mapping[str, Any] | Any,

@@ -159,3 +159,19 @@ def test_short_training_of_the_stroke_decoder_moves_thickness_by_half_the_asked(
     moved = measure_thickness(cf) - measure_thickness(test["image"])
     # The test: at least half the asked amount, in the asked direction.
     assert np.mean(moved) >= asked / 2, np.mean(moved)
+
+
+def test_the_ink_charge_is_part_of_fits_objective_only() -> None:
+    from scm_ppl.core.modes import fitting
+
+    x = jnp.asarray(load(2)["image"])
+    conditioned = handlers.seed(handlers.condition(_program, {"image": x}), 0)
+    law = handlers.trace(conditioned).get_trace(decoder="stroke")["image"]["fn"]
+    in_query = law.log_prob(x)
+    with fitting():
+        in_fit = law.log_prob(x)
+    mean, log_sd = law.encode(x)
+    charge = jax.vmap(law.decoder.training_penalty)(mean + jnp.exp(log_sd) * law.eps)
+    assert float(jnp.min(charge)) > 0.0
+    # A query's (or NUTS abduction's) density is the plain bound, uncharged.
+    np.testing.assert_allclose(in_query - in_fit, charge, atol=2e-3)  # ELBOs ~1e3 in float32

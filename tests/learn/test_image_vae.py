@@ -128,3 +128,15 @@ def test_images_outside_the_declared_range_raise(x: np.ndarray, match: str) -> N
     program = handlers.condition(_program, {"image": jnp.asarray(x)})
     with pytest.raises((DataError, InterventionError)):
         handlers.trace(handlers.seed(program, 0)).get_trace()
+
+
+def test_an_intervention_setting_a_non_image_raises_in_every_world_and_under_do() -> None:
+    # The site is renamed by outer handlers (a world's prefix, numpyro's do): the check
+    # must follow the site, not its name.
+    with pytest.raises(InterventionError, match="holds images shaped"):
+        counterfactual(
+            _program, {"t": jnp.zeros(2)}, {"image": dist.Normal(0.0, 1.0)},
+            rng_key=jax.random.key(0), model_kwargs={"n": 2},
+        )  # fmt: skip
+    with pytest.raises(InterventionError, match="holds images shaped"):
+        handlers.trace(handlers.seed(handlers.do(_program, {"image": jnp.ones(2)}), 0)).get_trace()

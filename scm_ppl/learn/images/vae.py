@@ -31,6 +31,7 @@ from numpyro.contrib.module import eqx_module
 from numpyro.distributions import constraints
 from numpyro.primitives import Messenger
 
+from scm_ppl.core.modes import is_fitting
 from scm_ppl.core.noise import NoiseView, register_noise_view
 from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, InterventionError, SettingsError
@@ -250,7 +251,7 @@ class ConditionalVAEImage(dist.Distribution):
         rec = dist.Normal(decoded, self.scale).log_prob(x).sum(axis=(-2, -1))
         kl = 0.5 * jnp.sum(jnp.exp(2 * log_sd) + mean**2 - 1.0 - 2 * log_sd, axis=-1)
         charge = getattr(self.decoder, "training_penalty", None)
-        if charge is not None and self.eps is not None:  # a decoder's prior, fitting only
+        if charge is not None and self.eps is not None and is_fitting():  # fit's objective only
             rec = rec - jnp.vectorize(charge, signature="(k)->()")(z)
         if self.cf_loss is None or self.cf_condition is None or self.eps is None:
             return rec - kl
@@ -316,18 +317,23 @@ def check_images(images: Any, name: str = "image") -> None:
         )
 
 
-class _CheckObserved(Messenger):
-    """Checks that image site ``name`` holds images, and their range where they are
-    observed and concrete. Drawn
+class _check_observed(Messenger):
+    """Checks the range of image site ``name`` where it is observed and concrete. Drawn
     images are not checked: a Gaussian residual may leave ``[0, 1]``, and a prior draw
-    (``fit`` runs the program once to find its parameters) is no user input."""
+    (``fit`` runs the program once to find its parameters) is no user input. The site's
+    message is remembered before outer handlers rename it (a world's prefix, ``do``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.msg: Any = None
         super().__init__()
 
+    def process_message(self, msg: Any) -> None:
+        if msg["type"] == "sample" and msg["name"] == self.name:
+            self.msg = msg
+
     def postprocess_message(self, msg: Any) -> None:
-        if msg["name"] != self.name:
+        if msg is not self.msg:
             return
         value = msg.get("value")
         check_image_value(value, self.name)
@@ -336,10 +342,23 @@ class _CheckObserved(Messenger):
 
 
 def sample_image(name: str, law: dist.Distribution) -> jax.Array:
-    """``numpyro.sample(name, law)`` for an image site: an observed value must be images
-    on ``[0, 1]`` and any value (an intervention's too) must be shaped like images."""
-    with _CheckObserved(name):
-        return jnp.asarray(numpyro.sample(name, law))
+    """``numpyro.sample(name, law)`` for an image site: any value (an intervention's too)
+    must be shaped like images, and an observed concrete value must lie in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> from numpyro import handlers
+    >>> enc, dec = ConvEncoder(1, 2, 2, jax.random.key(0)), ConvDecoder(1, 2, 2, jax.random.key(1))
+    >>> law = ConditionalVAEImage(enc, dec, jnp.zeros((1, 1)), 0.1)
+    >>> ones = {"im": jnp.ones((1, 28, 28))}
+    >>> observed = handlers.condition(lambda: sample_image("im", law), ones)
+    >>> handlers.seed(observed, 0)().shape
+    (1, 28, 28)
+    """
+    with _check_observed(name):
+        value = numpyro.sample(name, law)
+    check_image_value(value, name)
+    return jnp.asarray(value)
 
 
 def check_image_value(value: Any, name: str) -> None:
