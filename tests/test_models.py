@@ -26,6 +26,7 @@ from models import (
     front_door,
     kidney_stones,
     latent_confounder,
+    latent_mechanism,
     linear_chain,
     linear_gaussian_dag,
     linear_generator,
@@ -176,7 +177,13 @@ def test_nodes_are_topologically_ordered(name: str) -> None:
         assert position[parent] < position[child], (parent, child)
 
 
-@pytest.mark.parametrize("module", [*MODELS.values()], ids=MODEL_NAMES)
+# Test programs outside MODELS (their sites are not all in one unit plate) have doctests too.
+OTHER_MODULES = [latent_mechanism]
+
+
+@pytest.mark.parametrize(
+    "module", [*MODELS.values(), *OTHER_MODULES], ids=[*MODEL_NAMES, "latent_mechanism"]
+)
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

@@ -365,6 +365,9 @@ def column_stats(
     >>> float(stats["mean"]["x"]), float(stats["std"]["x"]) == float(np.float32(x.std()))
     (3.0, True)
     """
+    # Sorted: across processes ``total`` is a collective, and the processes must pair
+    # the same column in each call whatever order their users gave the columns in.
+    shapes = {k: shapes[k] for k in sorted(shapes)}
     sums = {k: np.zeros(shape) for k, shape in shapes.items()}
     for block in blocks():
         for k in sums:

@@ -23,8 +23,10 @@ this evidence at a random point:
 
 Anything else falls back to the joint NUTS path, with the reason in ``attrs``.
 
-Keys (:func:`unit_keys`): each unit's chain has a key folded from its global index, so a
-unit draws the same numbers whatever units run beside it (a chunk, a subset, more units).
+Keys (:func:`unit_keys`): each unit's chain has a key folded from its index on the
+query's unit axis, so a unit keeps its draws when units are appended after it (the first
+16 units alone draw as they do among 24); a unit that moves on the axis (units 8-23
+queried alone) gets another key.
 Units sharded over devices or processes keep their keys too (as a split of the key would
 under ``jit``), but not their draws bit for bit: XLA rounds the sharded program's
 step-size adaptation differently in the last bit (1e-7 after two iterations; numpyro's own

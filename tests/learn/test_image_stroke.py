@@ -35,6 +35,16 @@ def test_soft_distance_is_one_lipschitz_on_random_ink() -> None:
     assert np.max(np.abs(np.diff(d, axis=1))) <= 1.0 + 1e-5
 
 
+def test_soft_distance_of_a_dot_is_the_distance_within_the_window_and_empty_beyond() -> None:
+    dot = jnp.zeros((28, 28)).at[0, 0].set(1.0)
+    d = np.asarray(soft_distance(dot))[0, :10]
+    np.testing.assert_allclose(d[:7], np.arange(7.0), atol=1e-4)
+    assert np.all(d[7:] >= 29.9)
+    # However wide the pen asked for (the half-width is capped at 5 px), nothing beyond.
+    huge = np.asarray(render_strokes(dot, 100.0, 1.0, 0.3))
+    assert abs(float(huge[0, 5]) - 0.5) < 1e-3 and float(huge[0, 7:].max()) < 1e-6  # edge at 5
+
+
 @pytest.mark.parametrize("half_width", [1.0, 1.5, 2.0, 2.5, 3.0])
 def test_a_line_drawn_with_half_width_w_measures_two_w_plus_at_most_a_pixel(
     half_width: float,

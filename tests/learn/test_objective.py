@@ -159,7 +159,7 @@ def test_column_stats_give_one_answer_in_memory_in_chunks_and_over_processes():
     # Two processes of 500 rows each: this one's partial sums, plus the other's (as the
     # all-gather adds them): first each column's sum, then its squared deviations.
     mine, other = ({k: v[h] for k, v in rows.items()} for h in (slice(500), slice(500, None)))
-    calls, means = iter([*shapes, *shapes]), {}
+    calls, means = iter([*sorted(shapes), *sorted(shapes)]), {}  # the collectives' order
 
     def over_two_processes(part):
         k = next(calls)
@@ -181,3 +181,22 @@ def test_column_stats_give_one_answer_in_memory_in_chunks_and_over_processes():
     for k in ("x", "img", "k"):
         np.testing.assert_allclose(in_memory["mean"][k], old_mean[k], rtol=2e-6, atol=1e-6)
         np.testing.assert_allclose(in_memory["std"][k], old_std[k], rtol=2e-6)
+
+
+def test_column_stats_pairs_columns_in_one_order_whatever_order_they_are_given() -> None:
+    # Across processes ``total`` is a collective: every process must reduce the same
+    # column in each call, though each user may list the columns in its own order.
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    y = np.array([10.0, 20.0, 40.0], np.float32)
+    first_pass = []
+    for given in ({"x": x, "y": y}, {"y": y, "x": x}):
+        reduced: list[float] = []
+
+        def total(v: np.ndarray, reduced=reduced) -> np.ndarray:
+            reduced.append(float(v))
+            return v
+
+        shapes = {k: () for k in given}
+        column_stats(lambda given=given: iter([given]), shapes, rows=3, total=total)
+        first_pass.append(reduced[:2])
+    assert first_pass[0] == first_pass[1] == [6.0, 70.0]  # x's sum, then y's

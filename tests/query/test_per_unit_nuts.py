@@ -29,6 +29,7 @@ from scm_ppl import counterfactual
 from scm_ppl.errors import AbductionError, InferenceWarning
 from scm_ppl.query.per_unit_nuts import chain_diagnostics, unit_sampler, warn_if_unreliable
 from scm_ppl.query.plan import plan_query
+from tests._devices import run_on_cpu_devices
 
 
 def _tanh(n: int) -> None:
@@ -230,22 +231,7 @@ def test_two_devices_draw_what_one_device_draws() -> None:
     to float32 round-off, while the chains stay short. Longer chains part: XLA rounds
     the sharded program's step-size adaptation differently in the last bit (1e-7 after
     two iterations, also for numpyro's own NUTS under vmap), and NUTS amplifies it."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(root),
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES], cwd=root, env=env, capture_output=True,
-        text=True, timeout=600,
-    )  # fmt: skip
+    run = run_on_cpu_devices(_TWO_DEVICES)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().endswith("ok")
 

@@ -12,8 +12,9 @@ scaled in intensity):
 * a convolutional network maps the latent code ``z`` (the style, parents unseen) to an
   ink field ``k(z)`` on ``[0, 1]`` (ideally the skeleton);
 * a soft distance to the ink, ``D = -tau log sum_q k_q exp(-|p - q| / tau)`` (a
-  log-sum-exp soft minimum of ``|p - q|``, so ``D`` is 1-Lipschitz: widening the pen
-  cannot leave the edge where it was), computed as one convolution with a fixed kernel;
+  log-sum-exp soft minimum of ``|p - q|``, so within its window ``D`` is 1-Lipschitz:
+  widening the pen cannot leave the edge where it was), computed as one convolution with
+  a fixed kernel of radius 6 px (farther from any ink, ``D`` is 30: empty);
 * the image ``gain(parents) * sigmoid((width(parents) - D) / softness)``, scaled so
   that its brightest pixel is ``gain`` (the stroke's core is full ink): a pen of
   half-width ``width`` and ink ``gain``, both ``softplus`` of a learned affine map of the
@@ -22,8 +23,8 @@ scaled in intensity):
 
 What it assumes, and where it would be wrong: the parents act on the image *only* through
 one stroke width and one ink level per image; images that are not strokes, or parents that
-bend, move or restyle the drawing, need the generic decoder. The soft minimum truncates at
-``radius`` pixels: widths past about ``radius - 2`` are not drawn.
+bend, move or restyle the drawing, need the generic decoder. The pen's half-width is capped
+at 5 px (strokes about 11 px thick), inside the soft minimum's window.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ _RADIUS = 6
 # divided by this, it moves as fast under Adam's unit-sized steps as the network can
 # learn to imitate it (which it would otherwise do first, drawing thick ink).
 _PEN_STEP = 10.0
+# The widest half-width drawn: inside the window, so that pixels beyond it stay empty.
+_WIDEST = _RADIUS - 1.0
 # A drawing fainter than this at its brightest is not brightened to full ink.
 _FAINTEST = 1e-3
 # Far from any ink the soft distance is capped here (an "empty" pixel, whatever the pen).
@@ -101,7 +104,7 @@ class StrokeDecoder(eqx.Module):
 
     def ink(self, z: jax.Array) -> jax.Array:
         """The ink field ``k(z)`` on ``[0, 1)``, shaped ``(28, 28)``: exactly zero off the
-        drawing, so no pen, however wide, inks the background."""
+        drawing, so no pen inks pixels more than its (capped) half-width from it."""
         h = self.lin(z).reshape(2 * self.width, 7, 7)
         h = self.up2(jax.nn.silu(self.up1(jax.nn.silu(h))))
         return jax.nn.relu(jnp.tanh(h[0]))
@@ -129,7 +132,7 @@ class StrokeDecoder(eqx.Module):
 def soft_distance(ink: jax.Array) -> jax.Array:
     """Soft distance (pixels) of each pixel of ``ink`` ``(H, W)`` to the ink:
     ``-tau log sum_q ink_q exp(-|p - q| / tau)``, ``tau = 0.4``, over a window of radius
-    6 (farther pixels count as empty, at distance 30). 1-Lipschitz in the pixel position;
+    6 (farther pixels count as empty, at distance 30). 1-Lipschitz within the window;
     0 on a pixel of full ink with no neighbours.
 
     Examples
@@ -159,7 +162,8 @@ def render_strokes(
     >>> [round(float(v), 2) for v in img[14, 11:18]]
     [0.03, 0.38, 0.93, 1.0, 0.93, 0.38, 0.03]
     """
-    edge = (jnp.asarray(half_width) - soft_distance(ink)) / jnp.asarray(softness)
+    half_width = jnp.minimum(jnp.asarray(half_width), _WIDEST)
+    edge = (half_width - soft_distance(ink)) / jnp.asarray(softness)
     drawn = jax.nn.sigmoid(edge)
     # The stroke's core is the pen's full ink whatever the ink field's level: else faint
     # ink dims the stroke (a second channel for intensity) and a wider pen brightens the
