@@ -140,3 +140,14 @@ def test_an_intervention_setting_a_non_image_raises_in_every_world_and_under_do(
         )  # fmt: skip
     with pytest.raises(InterventionError, match="holds images shaped"):
         handlers.trace(handlers.seed(handlers.do(_program, {"image": jnp.ones(2)}), 0)).get_trace()
+
+
+@pytest.mark.parametrize("mechanism", ["vae", "flow"])
+def test_fitting_images_on_the_0_255_scale_raises_before_compiling(mechanism: str) -> None:
+    d = load(8)
+    data = {"thickness": d["thickness"], "intensity": d["intensity"], "image": d["image"] * 255}
+    with pytest.raises(DataError, match=r"Data for 'image' hold .* outside the support"):
+        fit(
+            learnable_model, data, num_epochs=1, batch_size=8, progress=False,
+            model_kwargs={"mechanism": mechanism, "latent_dim": 2, "width": 2},
+        )  # fmt: skip

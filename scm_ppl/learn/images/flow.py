@@ -200,7 +200,8 @@ class ConditionalFlowImage(dist.Distribution):
     """
 
     arg_constraints: dict[str, Any] = {}  # noqa: RUF012  (numpyro's class-level convention)
-    support = constraints.independent(constraints.real, 2)  # type: ignore[assignment]
+    # Observed images must be pixels on [0, 1] (fit checks its data against supports).
+    support = constraints.independent(constraints.unit_interval, 2)  # type: ignore[assignment]
     pytree_data_fields = ("flow", "condition", "dequantize")
 
     def __init__(

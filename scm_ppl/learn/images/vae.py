@@ -164,7 +164,9 @@ class ConditionalVAEImage(dist.Distribution):
     """
 
     arg_constraints: dict[str, Any] = {}  # noqa: RUF012  (numpyro's class-level convention)
-    support = constraints.independent(constraints.real, 2)  # type: ignore[assignment]
+    # Observed images must be pixels on [0, 1] (fit checks its data against supports); a
+    # drawn image may leave it by its Gaussian residual.
+    support = constraints.independent(constraints.unit_interval, 2)  # type: ignore[assignment]
     pytree_data_fields = (
         "encoder",
         "decoder",
