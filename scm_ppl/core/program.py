@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 from numpyro import handlers
+from numpyro.distributions import constraints
 
 from scm_ppl.core.cache import LRUCache
 from scm_ppl.core.causal_graph import distribution_name
@@ -142,8 +143,16 @@ def _site_info(name: str, site: Mapping[str, Any]) -> SiteInfo:
         noise_error=error,
         batch_dims=_batch_dims(site, len(shape) - event_ndim),
         fit_posterior=bool((site.get("infer") or {}).get(FIT_POSTERIOR)),
-        support=fn.support if discrete else None,
+        support=fn.support if discrete or _on_unit_interval(fn.support) else None,
     )
+
+
+def _on_unit_interval(support: Any) -> bool:
+    """Values on [0, 1] (probabilities, pixels): evidence outside is checked, since a
+    0-255 image or a percentage would otherwise be scored, silently, as something else."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.unit_interval
 
 
 def hashable(obj: Any) -> Any:
@@ -340,8 +349,22 @@ def check_evidence(
 
 def _check_support(name: str, site: SiteInfo, array: Any, xp: Any) -> None:
     """Discrete evidence must be values the mechanism can take: casting 0.5 or 2 to the
-    site's dtype would otherwise answer a question about another value, silently."""
+    site's dtype would otherwise answer a question about another value, silently.
+    Continuous evidence on [0, 1] must lie there."""
     values = xp.broadcast_to(array, site.shape)
+    if not site.discrete:
+        elementwise = site.support
+        while isinstance(elementwise, constraints.independent):
+            elementwise = elementwise.base_constraint
+        outside = ~np.asarray(elementwise(values)) & np.isfinite(np.asarray(values))
+        if outside.any():
+            bad = np.asarray(values)[outside]
+            raise EvidenceError(
+                f"Evidence for '{name}' holds {bad.size} value(s) outside [0, 1], the support "
+                f"of its {site.distribution} mechanism, e.g. {bad.ravel()[:3].tolist()}. "
+                "Pixels on a 0-255 scale? Divide them by 255."
+            )
+        return
     if array.dtype.kind == "f" and not bool(xp.all(xp.isfinite(values))):
         # Checked here, before the cast to the site's integer dtype would hide them.
         count = int(np.sum(~np.isfinite(np.asarray(values))))

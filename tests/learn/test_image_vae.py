@@ -151,3 +151,16 @@ def test_fitting_images_on_the_0_255_scale_raises_before_compiling(mechanism: st
             learnable_model, data, num_epochs=1, batch_size=8, progress=False,
             model_kwargs={"mechanism": mechanism, "latent_dim": 2, "width": 2},
         )  # fmt: skip
+
+
+def test_evidence_images_on_the_0_255_scale_raise_before_compiling(tiny_fit) -> None:
+    from scm_ppl.errors import EvidenceError
+
+    fitted, data = tiny_fit
+    ev = {k: v[:4] for k, v in data.items()}
+    ev["image"] = ev["image"] * 255
+    with pytest.raises(EvidenceError, match=r"outside \[0, 1\].*Divide them by 255"):
+        counterfactual(
+            fitted, ev, {"thickness": ev["thickness"]}, rng_key=jax.random.key(0),
+            model_kwargs={**KW, "n": 4},
+        )  # fmt: skip
