@@ -10,10 +10,8 @@ fails here. Pages that train networks for more than a few seconds run with the s
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -35,32 +33,6 @@ def test_pages_have_examples() -> None:
     assert all(blocks(p) for p in guide), [p.name for p in guide if not blocks(p)]
 
 
-# Each page runs in a fresh interpreter: in the full suite, a page's first compiled query
-# crashed XLA (a segfault inside the CPU compiler, session 7) after hundreds of other
-# tests had run in the same worker, though the page passes alone and with every other
-# page. A reader runs a page in a fresh process too.
-_RUNNER = r"""
-import sys, warnings
-from pathlib import Path
-page, relative = Path(sys.argv[1]), sys.argv[2]
-sys.path.insert(0, sys.argv[3])
-from tests.test_docs_examples import blocks
-namespace = {"__name__": "docs_" + page.stem}
-with warnings.catch_warnings():
-    # A page may show a warning on purpose (e.g. NotIdentifiableWarning); it is text
-    # for the reader there, not a failure here.
-    warnings.simplefilter("ignore")
-    for number, source in enumerate(blocks(page), start=1):
-        code = compile(source, f"{relative} block {number}", "exec")
-        try:
-            exec(code, namespace)
-        except Exception as err:  # name the page and the block
-            print(f"{relative}, python block {number} failed: {type(err).__name__}: {err}"
-                  f"\n--- block ---\n{source}", file=sys.stderr)
-            raise
-"""
-
-
 @pytest.mark.parametrize(
     "page",
     [
@@ -70,11 +42,20 @@ with warnings.catch_warnings():
     ],
     ids=lambda p: str(p.relative_to(DOCS)),
 )
-def test_page_examples_run(page: Path, tmp_path: Path) -> None:
-    root = DOCS.parent
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(root)}
-    run = subprocess.run(
-        [sys.executable, "-c", _RUNNER, str(page), str(page.relative_to(DOCS)), str(root)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-4000:]
+def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    with warnings.catch_warnings():
+        # A page may show a warning on purpose (e.g. NotIdentifiableWarning); it is text
+        # for the reader there, not a failure here.
+        warnings.simplefilter("ignore")
+        for number, source in enumerate(blocks(page), start=1):
+            code = compile(source, f"{page.relative_to(DOCS)} block {number}", "exec")
+            try:
+                exec(code, namespace)
+            except Exception as err:  # name the page and the block, then re-raise
+                raise AssertionError(
+                    f"{page.relative_to(DOCS)}, python block {number} failed: "
+                    f"{type(err).__name__}: {err}\n--- block ---\n{source}"
+                ) from err
