@@ -147,12 +147,17 @@ def _site_info(name: str, site: Mapping[str, Any]) -> SiteInfo:
     )
 
 
+def _elementwise(support: Any) -> Any:
+    """The constraint on each value of an event (``independent`` unwrapped)."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support
+
+
 def _on_unit_interval(support: Any) -> bool:
     """Values on [0, 1] (probabilities, pixels): evidence outside is checked, since a
     0-255 image or a percentage would otherwise be scored, silently, as something else."""
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return support is constraints.unit_interval
+    return _elementwise(support) is constraints.unit_interval
 
 
 def hashable(obj: Any) -> Any:
@@ -353,10 +358,8 @@ def _check_support(name: str, site: SiteInfo, array: Any, xp: Any) -> None:
     Continuous evidence on [0, 1] must lie there."""
     values = xp.broadcast_to(array, site.shape)
     if not site.discrete:
-        elementwise = site.support
-        while isinstance(elementwise, constraints.independent):
-            elementwise = elementwise.base_constraint
-        outside = ~np.asarray(elementwise(values)) & np.isfinite(np.asarray(values))
+        inside = _elementwise(site.support)(values)
+        outside = ~np.asarray(inside) & np.isfinite(np.asarray(values))
         if outside.any():
             bad = np.asarray(values)[outside]
             raise EvidenceError(

@@ -10,7 +10,7 @@ import pytest
 from numpyro import handlers
 
 from models.morpho_mnist import learnable_model, load
-from scm_ppl import FittedSCM, counterfactual, fit, noise_view
+from scm_ppl import counterfactual, fit, noise_view
 from scm_ppl.errors import DataError, SettingsError
 from scm_ppl.learn.images import (
     ConditionalVAEImage,
@@ -78,38 +78,6 @@ def test_the_stroke_decoder_noise_view_round_trips_with_the_stated_shapes() -> N
     assert u.shape == (3, 4 + 784) and u.dtype == jnp.float32
     np.testing.assert_allclose(view.forward(u), x, atol=1e-5)
     assert law.sample(jax.random.key(2), (2,)).shape == (2, 3, 28, 28)
-
-
-@pytest.fixture(scope="module")
-def tiny_stroke_fit() -> tuple[FittedSCM, dict[str, np.ndarray]]:
-    d = load(256)
-    data = {k: d[k] for k in ("thickness", "intensity", "image")}
-    fitted = fit(
-        learnable_model, data, num_epochs=2, batch_size=128, progress=False, model_kwargs=KW
-    )
-    return fitted, data
-
-
-def test_null_counterfactual_returns_the_image_and_save_load_is_the_identity(
-    tiny_stroke_fit, tmp_path
-) -> None:
-    fitted, data = tiny_stroke_fit
-    assert isinstance(fitted.params["image.decoder$params"], StrokeDecoder)
-    ev = {k: v[:8] for k, v in data.items()}
-    same = counterfactual(
-        fitted,
-        ev,
-        {"thickness": ev["thickness"]},
-        rng_key=jax.random.key(0),
-        model_kwargs={**KW, "n": 8},
-    )
-    np.testing.assert_allclose(same.world("cf")["image"][0, 0], ev["image"], atol=1e-5)
-    path = tmp_path / "stroke.npz"
-    fitted.save(path)
-    loaded = FittedSCM.load(path, learnable_model, model_kwargs=KW)
-    for name, value in fitted.params.items():
-        for a, b in zip(jax.tree.leaves(value), jax.tree.leaves(loaded.params[name]), strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _program(n: int = 2, **kw) -> None:

@@ -15,21 +15,26 @@ from scm_ppl.learn.images import (
     ConditionalVAEImage,
     ConvDecoder,
     ConvEncoder,
+    StrokeDecoder,
     check_images,
     conditional_vae,
 )
 
 KW = {"latent_dim": 4, "width": 4}
+DECODER_CLASSES = {"conv": ConvDecoder, "stroke": StrokeDecoder}
 
 
-@pytest.fixture(scope="module")
-def tiny_fit() -> tuple[FittedSCM, dict[str, np.ndarray]]:
+@pytest.fixture(scope="module", params=sorted(DECODER_CLASSES))
+def tiny_fit(request) -> tuple[FittedSCM, dict[str, np.ndarray], dict]:
+    """A two-epoch fit of each decoder, with the keyword arguments it was fitted with."""
+    kw = {**KW, "decoder": request.param}
     d = load(256)
     data = {k: d[k] for k in ("thickness", "intensity", "image")}
     fitted = fit(
-        learnable_model, data, num_epochs=2, batch_size=128, progress=False, model_kwargs=KW
+        learnable_model, data, num_epochs=2, batch_size=128, progress=False, model_kwargs=kw
     )
-    return fitted, data
+    assert isinstance(fitted.params["image.decoder$params"], DECODER_CLASSES[request.param])
+    return fitted, data, kw
 
 
 def _dist(n: int = 3) -> ConditionalVAEImage:
@@ -54,9 +59,9 @@ def test_noise_view_round_trips_and_has_the_stated_shapes() -> None:
 
 
 def test_null_counterfactual_returns_the_image_and_do_changes_it(tiny_fit) -> None:
-    fitted, data = tiny_fit
+    fitted, data, kw = tiny_fit
     ev = {k: v[:8] for k, v in data.items()}
-    kw = {**KW, "n": 8}
+    kw = {**kw, "n": 8}
     same = counterfactual(
         fitted, ev, {"thickness": ev["thickness"]}, rng_key=jax.random.key(0), model_kwargs=kw
     )
@@ -69,10 +74,10 @@ def test_null_counterfactual_returns_the_image_and_do_changes_it(tiny_fit) -> No
 
 
 def test_save_load_identity(tiny_fit, tmp_path) -> None:
-    fitted, _ = tiny_fit
+    fitted, _, kw = tiny_fit
     path = tmp_path / "vae.npz"
     fitted.save(path)
-    loaded = FittedSCM.load(path, learnable_model, model_kwargs=KW)
+    loaded = FittedSCM.load(path, learnable_model, model_kwargs=kw)
     for name, value in fitted.params.items():
         for a, b in zip(jax.tree.leaves(value), jax.tree.leaves(loaded.params[name]), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -156,11 +161,11 @@ def test_fitting_images_on_the_0_255_scale_raises_before_compiling(mechanism: st
 def test_evidence_images_on_the_0_255_scale_raise_before_compiling(tiny_fit) -> None:
     from scm_ppl.errors import EvidenceError
 
-    fitted, data = tiny_fit
+    fitted, data, kw = tiny_fit
     ev = {k: v[:4] for k, v in data.items()}
     ev["image"] = ev["image"] * 255
     with pytest.raises(EvidenceError, match=r"outside \[0, 1\].*Divide them by 255"):
         counterfactual(
             fitted, ev, {"thickness": ev["thickness"]}, rng_key=jax.random.key(0),
-            model_kwargs={**KW, "n": 4},
+            model_kwargs={**kw, "n": 4},
         )  # fmt: skip

@@ -338,8 +338,8 @@ class _check_observed(Messenger):
         if msg is not self.msg:
             return
         value = msg.get("value")
-        check_image_value(value, self.name)
         if msg.get("is_observed") and not isinstance(value, Tracer):
+            check_image_value(value, self.name)  # a non-image first: the clearer error
             check_images(value, self.name)
 
 
@@ -359,7 +359,7 @@ def sample_image(name: str, law: dist.Distribution) -> jax.Array:
     """
     with _check_observed(name):
         value = numpyro.sample(name, law)
-    check_image_value(value, name)
+    check_image_value(value, name)  # whatever set it, under whatever name
     return jnp.asarray(value)
 
 
