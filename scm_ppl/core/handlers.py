@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.typing import ArrayLike
@@ -36,6 +38,30 @@ FRESH_NOISE_KEY = "scm_fresh_noise"
 def _site_shape(msg: dict[str, Any]) -> tuple[int, ...]:
     sample_shape = tuple(msg.get("kwargs", {}).get("sample_shape", ()))
     return sample_shape + tuple(msg["fn"].shape())
+
+
+def _check_fits(name: str, what: str, shape: tuple[int, ...], site: tuple[int, ...]) -> None:
+    """Raise :class:`InterventionError` unless an intervention's value or mask broadcasts
+    to the site's shape (else JAX raises a bare broadcasting error, or worse, broadcasts
+    a per-unit value along an event axis)."""
+    try:
+        fits = np.broadcast_shapes(tuple(shape), tuple(site)) == tuple(site)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise InterventionError(
+            f"do() on {name!r}: the {what} has shape {tuple(shape)}, which does not broadcast "
+            f"to the site's shape {tuple(site)} (NumPy broadcasting aligns trailing axes). "
+            "Give one value for all units, or one per unit with the site's full shape (a "
+            "site with event axes, such as an image, needs them too: shape (n, *event))."
+        )
+
+
+def _per_unit_mask(name: str, mask: jax.Array, msg: dict[str, Any]) -> jax.Array:
+    event_dim = int(getattr(msg.get("fn"), "event_dim", 0))
+    batch = _site_shape(msg)[: len(_site_shape(msg)) - event_dim]
+    _check_fits(name, "mask", jnp.shape(mask), batch)
+    return jnp.reshape(mask, (*jnp.shape(mask), *(1,) * event_dim))
 
 
 class do(Messenger):
@@ -125,6 +151,7 @@ class do(Messenger):
             return
         if mask is None and intervention.kind == "hard":
             shape = _site_shape(msg)
+            _check_fits(name, "value", jnp.shape(intervention.value), shape)
             value = jnp.broadcast_to(jnp.asarray(intervention.value), shape)
             msg.update(type="deterministic", value=value, is_observed=False)
             msg["infer"] = {**msg.get("infer", {}), INTERVENTION_KEY: "hard"}
@@ -151,7 +178,10 @@ class do(Messenger):
             return
         name = infer[NATURAL_OF_KEY]
         intervention = self.interventions[name]
-        value = self._intervened(name, intervention, jnp.asarray(msg["value"]), self.mask.get(name))
+        mask = self.mask.get(name)
+        if mask is not None:  # a mask is per unit: it spans the batch axes, not the event's
+            mask = _per_unit_mask(name, mask, msg)
+        value = self._intervened(name, intervention, jnp.asarray(msg["value"]), mask)
         record = {
             "type": "deterministic",
             "name": name,
@@ -172,8 +202,11 @@ class do(Messenger):
                 infer={INTERVENTION_OF_KEY: name, FRESH_NOISE_KEY: True},
             )
 
+        if intervention.kind == "hard":
+            _check_fits(name, "value", jnp.shape(intervention.value), jnp.shape(natural))
         value = apply_intervention(intervention, natural, sample_fresh)
         if mask is not None:
+            _check_fits(name, "mask", jnp.shape(mask), jnp.shape(natural))
             value = jnp.where(mask, value, natural)
         return value
 

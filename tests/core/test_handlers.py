@@ -154,3 +154,31 @@ def test_graph_of_an_intervened_program():
     assert "x.natural" not in shifted
     assert set(shifted.predecessors("x")) == {"z"}
     assert shifted.nodes["x"]["intervention"] == "shift"
+
+
+def vector_model(n=3):
+    with numpyro.plate("unit", n):
+        numpyro.sample("v", dist.MultivariateNormal(jnp.zeros(3), jnp.eye(3)))
+
+
+def test_mask_on_a_site_with_event_axes_selects_units_not_coordinates():
+    # Three units and three coordinates: a mask aligned on the trailing (event) axis would
+    # pass silently and pick coordinates. It must pick units.
+    mask = jnp.array([True, False, True])
+    natural = run(vector_model)["v"]["value"]
+    v = run(do(vector_model, {"v": 7.0}, mask={"v": mask}))["v"]["value"]
+    np.testing.assert_allclose(v, jnp.where(mask[:, None], 7.0, natural))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_value_that_does_not_fit_the_site_shape_is_refused(masked):
+    # One value per unit, shaped (n,), for a site shaped (n, 3): a broadcasting error deep
+    # in JAX before; now the package says which site and what shape it needs.
+    mask = {"v": jnp.array([True, False, True])} if masked else None
+    with pytest.raises(InterventionError, match=r"'v'.*shape \(4,\).*\(3, 3\)"):
+        run(do(vector_model, {"v": jnp.zeros(4)}, mask=mask))
+
+
+def test_mask_that_does_not_fit_the_units_is_refused():
+    with pytest.raises(InterventionError, match=r"mask has shape \(2,\)"):
+        run(do(model, {"x": 1.0}, mask={"x": jnp.array([True, False])}))

@@ -9,7 +9,7 @@ import pytest
 from numpyro import handlers
 
 from models.morpho_mnist import learnable_model, load
-from scm_ppl import FittedSCM, counterfactual, fit, noise_view
+from scm_ppl import FittedSCM, counterfactual, do, fit, noise_view
 from scm_ppl.errors import DataError, InterventionError
 from scm_ppl.learn.images import (
     ConditionalVAEImage,
@@ -145,6 +145,24 @@ def test_an_intervention_setting_a_non_image_raises_in_every_world_and_under_do(
         )  # fmt: skip
     with pytest.raises(InterventionError, match="holds images shaped"):
         handlers.trace(handlers.seed(handlers.do(_program, {"image": jnp.ones(2)}), 0)).get_trace()
+
+
+@pytest.mark.parametrize("mask", [None, jnp.array([True, False])])
+def test_scm_ppl_do_with_one_number_per_unit_on_the_image_raises(mask) -> None:
+    # scm_ppl.do, eager: a value per unit shaped (n,) is not an image per unit.
+    masks = None if mask is None else {"image": mask}
+    with pytest.raises(InterventionError, match=r"'image'.*shape \(2,\).*\(2, 28, 28\)"):
+        handlers.trace(
+            handlers.seed(do(_program, {"image": jnp.ones(2)}, mask=masks), 0)
+        ).get_trace()
+
+
+def test_scm_ppl_do_with_a_mask_sets_whole_images_of_the_masked_units() -> None:
+    mask = jnp.array([True, False])
+    program = do(_program, {"image": jnp.full((2, 28, 28), 0.5)}, mask={"image": mask})
+    tr = handlers.trace(handlers.seed(program, 0)).get_trace()
+    np.testing.assert_array_equal(tr["image"]["value"][0], 0.5)
+    np.testing.assert_array_equal(tr["image"]["value"][1], tr["image.natural"]["value"][1])
 
 
 @pytest.mark.parametrize("mechanism", ["vae", "flow"])
