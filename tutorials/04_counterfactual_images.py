@@ -148,7 +148,11 @@ kwargs = {**MODEL_KWARGS, "n": len(t)}
 result = counterfactual(fitted, evidence, worlds, rng_key=jax.random.key(0), model_kwargs=kwargs)
 print("abduction:", result.method)
 cf = {w: {k: np.asarray(v[0, 0]) for k, v in result.world(w).items()} for w in worlds}
+# The thicker world's image is evidence now: an image, so its pixels are clipped to [0, 1]
+# (the carried residual can push a few past 1; evidence outside the site's support is
+# refused).
 back_evidence = {k: cf["thicker"][k] for k in data}
+back_evidence["image"] = np.clip(back_evidence["image"], 0.0, 1.0)
 back = counterfactual(
     fitted, back_evidence, {"thickness": t}, rng_key=jax.random.key(0), model_kwargs=kwargs
 )
