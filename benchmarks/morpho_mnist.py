@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.digit_classifier import classify, load_or_train
-from models.morpho_mnist import N_TEST, image_condition, learnable_model, load
+from models.morpho_mnist import N_TEST, image_condition, learnable_model, load, set_thickness
 from scm_ppl import FittedSCM, counterfactual, fit
 from scm_ppl.learn.images import measure_intensity, measure_thickness
 from scm_ppl.learn.images.counterfactual_training import (
@@ -185,7 +185,21 @@ def main() -> None:
             )
         )
     thin = measure_thickness(px(thick["image"]), method="thinning")
+    # The floor: the generator's own thickness step, asked the same (true counterfactual
+    # strokes, redrawn from the factual digit).
+    true_plus = measure_thickness(set_thickness(fact, t + 1.0))
+    true_six = measure_thickness(set_thickness(fact, 6.0))
     rows += [
+        (
+            "(floor: generator's SetThickness to t+1, MAE px)",
+            np.mean(np.abs(true_plus - t - 1)),
+            "",
+        ),
+        (
+            "(floor: generator's SetThickness to 6: mean measured (MAE))",
+            f"{np.mean(true_six):.2f} ({np.mean(np.abs(true_six - 6.0)):.2f})",
+            "",
+        ),
         (
             "(morphometry vs true thickness on factual, MAE px)",
             np.mean(np.abs(measure_thickness(fact) - t)),

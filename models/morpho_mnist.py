@@ -10,7 +10,9 @@ Inference" (NeurIPS 2020), vendored in ``models/data/morphomnist/`` (see its REA
 
 * :func:`load` reads the 10,000 images, labels and true attributes (no downloads).
 * :func:`true_model` is the SCM of the two parents (the image mechanism, morphological
-  operations on a digit, has no density: it is the thing to learn).
+  operations on a digit, has no density: it is the thing to learn);
+  :func:`set_thickness` is its thickness step, for true counterfactuals of
+  ``do(thickness)`` (the floor a learned mechanism's effectiveness is measured against).
 * :func:`learnable_model` is ``thickness -> intensity -> image``: the parents in their true
   parametric families with learned parameters, and the image a conditional VAE
   (:func:`scm_ppl.learn.images.conditional_vae`) or, with ``mechanism="flow"``, an exactly
@@ -35,10 +37,11 @@ import numpyro
 import numpyro.distributions as dist
 from jax.typing import ArrayLike
 from numpyro.distributions import constraints
+from skimage import morphology, transform
 
 from scm_ppl.core.validate import check_method
-from scm_ppl.errors import SettingsError
-from scm_ppl.learn.images import conditional_flow, conditional_vae
+from scm_ppl.errors import DataError, SettingsError
+from scm_ppl.learn.images import conditional_flow, conditional_vae, measure_thickness
 
 DATA_DIR = Path(__file__).parent / "data" / "morphomnist"
 """Where the vendored files live."""
@@ -81,6 +84,66 @@ def load(n: int | None = None, *, held_out: bool = False) -> dict[str, np.ndarra
         "intensity": table[rows, 2].astype(np.float32),
         "label": labels[rows].astype(np.int32),
     }
+
+
+def set_thickness(images: ArrayLike, thickness: ArrayLike, scale: int = 16) -> np.ndarray:
+    """Digits redrawn with strokes of the given thickness, the way the generator drew them:
+    the true image mechanism's thickness step, for true counterfactuals of ``do(thickness)``.
+
+    As Pawlowski et al.'s generator (``deepscm``'s ``SetThickness``, on Castro et al.'s
+    ``Thickening`` and ``Thinning``, at its ``scale=16``): each image is upscaled ``scale``
+    times and binarised as :func:`~scm_ppl.learn.images.measure_thickness` does, its
+    thickness measured there, dilated (thicker) or eroded (thinner) by a disc of radius
+    ``int(scale * |asked - measured| / 2)`` upscaled pixels (the generator's disc: drawn 16
+    times larger and reduced, every pixel it touches), and reduced back
+    (``pyramid_reduce``, cubic), at the image's own ink level (the intensity is a separate
+    step). Here it redraws an already drawn digit, not the original MNIST one. On the
+    first 100 held-out digits, asked for ``t + 1`` it draws strokes measured at
+    ``t + 1.15`` (MAE 0.18 px), asked for 6 px at 6.66 px (MAE 0.70): the floor of a
+    learned mechanism's effectiveness (the disc that touches every pixel errs thick).
+
+    Parameters
+    ----------
+    images
+        ``(28, 28)`` or ``(N, 28, 28)``, non-negative (the scale of ``load``'s, ``[0, 1]``,
+        or 0-255).
+    thickness
+        Asked stroke thickness in pixels, a scalar or ``(N,)``.
+
+    Examples
+    --------
+    >>> from scm_ppl.learn.images import measure_thickness
+    >>> d = load(3)
+    >>> np.round(measure_thickness(set_thickness(d["image"], 5.0)), 1).tolist()
+    [5.4, 5.3, 4.9]
+    """
+    x = np.asarray(images, np.float64)
+    if x.ndim not in (2, 3) or x.shape[-2:] != (28, 28) or not np.all(np.isfinite(x)):
+        raise DataError(
+            f"set_thickness expects finite images shaped (28, 28) or (N, 28, 28); got shape "
+            f"{x.shape}."
+        )
+    flat = x.reshape(-1, 28, 28)
+    asked = np.broadcast_to(np.asarray(thickness, np.float64), (len(flat),))
+    if not np.all(np.isfinite(asked) & (asked > 0)):
+        raise DataError("set_thickness expects positive, finite thicknesses (pixels).")
+    delta = asked - np.atleast_1d(measure_thickness(flat, scale))
+    out = np.zeros_like(flat)
+    for k, img in enumerate(flat):  # scikit-image's morphology is per image
+        hires = transform.pyramid_expand(img, upscale=scale, order=3, preserve_range=True)
+        ink = hires >= hires.min() + 0.5 * (hires.max() - hires.min())
+        if not np.isfinite(delta[k]) or not ink.any():
+            out[k] = img
+            continue
+        radius = int(scale * abs(delta[k]) / 2)
+        magnified = np.asarray(morphology.disk(16 * radius), np.float64)
+        disc = np.asarray(transform.pyramid_reduce(magnified, 16, order=1)) > 0
+        grow = morphology.dilation if delta[k] >= 0 else morphology.erosion
+        drawn = np.asarray(
+            transform.pyramid_reduce(np.asarray(grow(ink, disc), float), scale, order=3)
+        )
+        out[k] = drawn * (img.max() / max(drawn.max(), 1e-12))
+    return out.reshape(x.shape)
 
 
 def intensity_mean_logit(thickness: ArrayLike) -> jnp.ndarray:

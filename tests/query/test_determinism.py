@@ -10,12 +10,8 @@ inherits ``JAX_ENABLE_X64``, so the check holds in float32 and float64 alike.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -26,8 +22,7 @@ import pytest
 from models import latent_confounder, linear_gaussian_dag
 from scm_ppl import ate, counterfactual, interventional
 from scm_ppl.errors import NotIdentifiableWarning
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._devices import run_on_cpu_devices
 
 
 def binary(n=4):
@@ -101,16 +96,7 @@ def test_same_key_same_answer_on_two_host_devices(tmp_path):
         np.savez({str(path)!r}, **{{k.replace("/", "|"): v for k, v in answers().items()}})
         """
     )
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script], cwd=ROOT, env=env, timeout=300,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = run_on_cpu_devices(script, 2, timeout=300, python_flags=("-W", "ignore"))
     assert done.returncode == 0, done.stderr[-3000:]
     with np.load(path) as saved:
         there = {k.replace("|", "/"): saved[k] for k in saved.files}
