@@ -85,7 +85,7 @@ class ProgramParts(NamedTuple):
 
 def program_parts(model: Any) -> ProgramParts | None:
     """The parts of a program that splits (its class has ``_program_parts``, which
-    returns a :class:`ProgramParts` or ``None``: a :class:`~scm_ppl.learn.fitting.FittedSCM`);
+    returns a :class:`ProgramParts` or ``None``: a :class:`~scm_ppl.learn.fitted.FittedSCM`);
     ``None`` for any other program, which is compiled whole."""
     split = getattr(type(model), "_program_parts", None)
     return None if split is None else split(model)

@@ -427,7 +427,7 @@ def plot_learning_curve(fitted_or_losses: Any, ax: Axes | None = None) -> Axes:
     Parameters
     ----------
     fitted_or_losses
-        A :class:`~scm_ppl.learn.fitting.FittedSCM`, its ``history``, or a sequence of losses.
+        A :class:`~scm_ppl.learn.fitted.FittedSCM`, its ``history``, or a sequence of losses.
     ax
         Axes to draw on; a new figure when ``None``.
 
