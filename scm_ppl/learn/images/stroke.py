@@ -17,8 +17,8 @@ scaled in intensity):
   a fixed kernel of radius 6 px (farther from any ink, ``D`` is 30: empty);
 * the image ``gain(parents) * sigmoid((width(parents) - D) / softness)``, scaled so
   that its brightest pixel is ``gain`` (the stroke's core is full ink): a pen of
-  half-width ``width`` and ink ``gain``, both ``softplus`` of a learned affine map of the
-  parents (so they extrapolate linearly beyond the training range), and
+  half-width ``width``, a learned affine map of the parents, and ink ``gain``, the
+  ``softplus`` of another (so both extrapolate linearly beyond the training range), and
   a learned edge ``softness`` (anti-aliasing).
 
 What it assumes, and where it would be wrong: the parents act on the image *only* through
@@ -96,7 +96,7 @@ class StrokeDecoder(eqx.Module):
         self.up2 = eqx.nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1, key=k3)
         # Start from a one-pixel pen at full ink whose parents barely matter: the fit,
         # not the initial weights, says how thickness and intensity act.
-        self.width_map = _affine(cond_dim, _softplus_inverse(0.5) / _PEN_STEP, k4)
+        self.width_map = _affine(cond_dim, 0.5 / _PEN_STEP, k4)
         self.gain_map = _affine(cond_dim, _softplus_inverse(0.8) / _PEN_STEP, k5)
         self.log_softness = jnp.log(jnp.asarray(0.3))
         self.width = width
@@ -117,12 +117,16 @@ class StrokeDecoder(eqx.Module):
         return self.ink_cost * jnp.sum(self.ink(z))
 
     def pen(self, condition: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(half-width in pixels, gain)`` of the pen the parents set. Both are
-        ``softplus`` of an affine map: positive, unbounded above (a sigmoid gain saturates
-        near 1, where it learns too slowly to carry the intensity)."""
+        """``(half-width in pixels, gain)`` of the pen the parents set. The half-width is
+        an affine map of the parents, so that a change of the parents widens thin and
+        thick strokes alike (a ``softplus`` had slope 0.4 at Morpho-MNIST's thinnest
+        strokes, which then widened half as much); below zero the pen is narrower than
+        the ink. The gain is the ``softplus`` of an affine map: positive, unbounded above
+        (a sigmoid gain saturates near 1, where it learns too slowly to carry the
+        intensity)."""
         width = _PEN_STEP * self.width_map(condition)[0]
         gain = _PEN_STEP * self.gain_map(condition)[0]
-        return jax.nn.softplus(width), jax.nn.softplus(gain)
+        return width, jax.nn.softplus(gain)
 
     def __call__(self, z: jax.Array, condition: jax.Array) -> jax.Array:
         half_width, gain = self.pen(condition)
