@@ -41,7 +41,7 @@ from skimage import morphology, transform
 
 from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.images import conditional_flow, conditional_vae, measure_thickness
+from scm_ppl.learn.images import conditional_flow, conditional_vae, ink_thickness, upscaled_ink
 
 DATA_DIR = Path(__file__).parent / "data" / "morphomnist"
 """Where the vendored files live."""
@@ -127,18 +127,17 @@ def set_thickness(images: ArrayLike, thickness: ArrayLike, scale: int = 16) -> n
     asked = np.broadcast_to(np.asarray(thickness, np.float64), (len(flat),))
     if not np.all(np.isfinite(asked) & (asked > 0)):
         raise DataError("set_thickness expects positive, finite thicknesses (pixels).")
-    delta = asked - np.atleast_1d(measure_thickness(flat, scale))
     out = np.zeros_like(flat)
     for k, img in enumerate(flat):  # scikit-image's morphology is per image
-        hires = transform.pyramid_expand(img, upscale=scale, order=3, preserve_range=True)
-        ink = hires >= hires.min() + 0.5 * (hires.max() - hires.min())
-        if not np.isfinite(delta[k]) or not ink.any():
+        ink = upscaled_ink(img, scale)
+        delta = asked[k] - ink_thickness(ink, scale)
+        if not np.isfinite(delta):  # a blank image has no stroke to redraw
             out[k] = img
             continue
-        radius = int(scale * abs(delta[k]) / 2)
+        radius = int(scale * abs(delta) / 2)
         magnified = np.asarray(morphology.disk(16 * radius), np.float64)
         disc = np.asarray(transform.pyramid_reduce(magnified, 16, order=1)) > 0
-        grow = morphology.dilation if delta[k] >= 0 else morphology.erosion
+        grow = morphology.dilation if delta >= 0 else morphology.erosion
         drawn = np.asarray(
             transform.pyramid_reduce(np.asarray(grow(ink, disc), float), scale, order=3)
         )

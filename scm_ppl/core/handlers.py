@@ -59,7 +59,8 @@ def _check_fits(name: str, what: str, shape: tuple[int, ...], site: tuple[int, .
 
 def _per_unit_mask(name: str, mask: jax.Array, msg: dict[str, Any]) -> jax.Array:
     event_dim = int(getattr(msg.get("fn"), "event_dim", 0))
-    batch = _site_shape(msg)[: len(_site_shape(msg)) - event_dim]
+    shape = _site_shape(msg)
+    batch = shape[: len(shape) - event_dim]
     _check_fits(name, "mask", jnp.shape(mask), batch)
     return jnp.reshape(mask, (*jnp.shape(mask), *(1,) * event_dim))
 

@@ -179,6 +179,7 @@ def test_value_that_does_not_fit_the_site_shape_is_refused(masked):
         run(do(vector_model, {"v": jnp.zeros(4)}, mask=mask))
 
 
-def test_mask_that_does_not_fit_the_units_is_refused():
-    with pytest.raises(InterventionError, match=r"mask has shape \(2,\)"):
-        run(do(model, {"x": 1.0}, mask={"x": jnp.array([True, False])}))
+@pytest.mark.parametrize("site", ["x", "y"])  # a sample and a deterministic site
+def test_mask_that_does_not_fit_the_units_is_refused(site):
+    with pytest.raises(InterventionError, match=rf"'{site}'.*mask has shape \(2,\)"):
+        run(do(model, {site: 1.0}, mask={site: jnp.array([True, False])}))

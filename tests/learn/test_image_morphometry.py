@@ -5,7 +5,13 @@ import pytest
 
 from models.morpho_mnist import load, set_thickness
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.images import measure_intensity, measure_thickness, skeleton
+from scm_ppl.learn.images import (
+    ink_thickness,
+    measure_intensity,
+    measure_thickness,
+    skeleton,
+    upscaled_ink,
+)
 
 
 def _bar(rows: int, angle_free: bool = False) -> np.ndarray:
@@ -115,7 +121,7 @@ def test_skeletons_follow_the_bar_and_blank_is_nan() -> None:
     medial = skeleton(_bar(5) > 0)
     assert medial[14, 8:19].all()  # the axis along the bar, branching only at its ends
     assert np.isnan(measure_thickness(np.zeros((28, 28))))
-    with pytest.raises(SettingsError, match="method must be one of"):
+    with pytest.raises(SettingsError, match="Unknown method 'zhang'"):
         measure_thickness(_bar(5), method="zhang")
 
 
@@ -144,3 +150,13 @@ def test_the_measure_is_deterministic() -> None:
     for _ in range(3):
         np.testing.assert_array_equal(measure_thickness(bars), first)
     np.testing.assert_array_equal(skeleton(bars > 0), skeleton(bars > 0))
+
+
+def test_thickness_from_upscaled_ink_is_the_measure() -> None:
+    # The two steps measure_thickness composes (and set_thickness reuses).
+    d = load(4)
+    steps = [ink_thickness(upscaled_ink(x)) for x in d["image"]]
+    np.testing.assert_array_equal(steps, measure_thickness(d["image"]))
+    assert np.isnan(ink_thickness(np.zeros((8, 8), bool)))
+    with pytest.raises(SettingsError, match="Unknown method"):
+        ink_thickness(upscaled_ink(d["image"][0]), method="zhang")

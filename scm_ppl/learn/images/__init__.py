@@ -18,7 +18,13 @@ from scm_ppl.learn.images.flow import (
     check_layout,
     conditional_flow,
 )
-from scm_ppl.learn.images.morphometry import measure_intensity, measure_thickness, skeleton
+from scm_ppl.learn.images.morphometry import (
+    ink_thickness,
+    measure_intensity,
+    measure_thickness,
+    skeleton,
+    upscaled_ink,
+)
 from scm_ppl.learn.images.stroke import StrokeDecoder
 from scm_ppl.learn.images.vae import (
     ConditionalVAEImage,
@@ -45,8 +51,10 @@ __all__ = [
     "check_layout",
     "conditional_flow",
     "conditional_vae",
+    "ink_thickness",
     "measure_intensity",
     "measure_thickness",
     "skeleton",
     "train_parent_regressor",
+    "upscaled_ink",
 ]
