@@ -17,7 +17,8 @@ Inference" (NeurIPS 2020), vendored in ``models/data/morphomnist/`` (see its REA
   parametric families with learned parameters, and the image a conditional VAE
   (:func:`scm_ppl.learn.images.conditional_vae`) or, with ``mechanism="flow"``, an exactly
   invertible conditional normalizing flow (:func:`scm_ppl.learn.images.conditional_flow`),
-  conditioned on both.
+  or, with ``mechanism="diffusion"``, a conditional diffusion model inverted by DDIM
+  (:func:`scm_ppl.learn.images.conditional_diffusion`), conditioned on both.
 
 The digit label is part of the image's *noise*, not a parent: in the generating SCM the
 digit is exogenous style that causes neither thickness nor intensity, and abduction
@@ -41,7 +42,13 @@ from skimage import morphology, transform
 
 from scm_ppl.core.validate import check_method
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.images import conditional_flow, conditional_vae, ink_thickness, upscaled_ink
+from scm_ppl.learn.images import (
+    conditional_diffusion,
+    conditional_flow,
+    conditional_vae,
+    ink_thickness,
+    upscaled_ink,
+)
 
 DATA_DIR = Path(__file__).parent / "data" / "morphomnist"
 """Where the vendored files live."""
@@ -195,7 +202,7 @@ def image_condition(thickness: ArrayLike, intensity: ArrayLike) -> jnp.ndarray:
     return jnp.stack(jnp.broadcast_arrays(t, i), axis=-1)
 
 
-MECHANISMS = ("vae", "flow")
+MECHANISMS = ("vae", "flow", "diffusion")
 """Image mechanisms :func:`learnable_model` offers."""
 
 
@@ -209,6 +216,7 @@ def learnable_model(
     counterfactual_loss: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None,
     film: bool = False,
     decoder: str = "conv",
+    num_steps: int = 50,
 ) -> None:
     """``thickness -> intensity -> image`` with learned mechanisms (fit with ``fit``).
 
@@ -220,7 +228,10 @@ def learnable_model(
       VAE (:func:`~scm_ppl.learn.images.conditional_vae`: amortised abduction, residual
       carried) or ``"flow"`` a conditional normalizing flow
       (:func:`~scm_ppl.learn.images.conditional_flow`: exact abduction; ``latent_dim``
-      unused, ``width`` the coupling networks' channels).
+      unused, ``width`` the coupling networks' channels) or ``"diffusion"`` a conditional
+      diffusion model (:func:`~scm_ppl.learn.images.conditional_diffusion`: DDIM inversion
+      of ``num_steps`` steps, residual carried; ``latent_dim`` unused, ``width`` the
+      denoiser's channels).
 
     ``counterfactual_loss`` (VAE only, for ``fit``; leave it out in queries): a
     :class:`~scm_ppl.learn.images.counterfactual_training.CounterfactualLoss` whose
@@ -262,6 +273,8 @@ def learnable_model(
         condition = image_condition(t, i)
         if mechanism == "flow":
             conditional_flow("image", condition, width=width, key=key)
+        elif mechanism == "diffusion":
+            conditional_diffusion("image", condition, width=width, num_steps=num_steps, key=key)
         else:
             conditional_vae(
                 "image",

@@ -19,6 +19,7 @@ from scm_ppl.learn.images import (
     check_images,
     conditional_vae,
 )
+from tests._saved import assert_same_params
 
 KW = {"latent_dim": 4, "width": 4}
 DECODER_CLASSES = {"conv": ConvDecoder, "stroke": StrokeDecoder}
@@ -78,9 +79,7 @@ def test_save_load_identity(tiny_fit, tmp_path) -> None:
     path = tmp_path / "vae.npz"
     fitted.save(path)
     loaded = FittedSCM.load(path, learnable_model, model_kwargs=kw)
-    for name, value in fitted.params.items():
-        for a, b in zip(jax.tree.leaves(value), jax.tree.leaves(loaded.params[name]), strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_same_params(fitted, loaded)
 
 
 def _program(n: int = 2) -> None:
