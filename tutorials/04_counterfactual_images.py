@@ -254,10 +254,11 @@ print("saved", path.relative_to(HERE.parent))
 #   0.25 px, do(t := 6) 6.56 px). The digit goal is stricter than the truth: the
 #   classifier reads only 96.4 % of the generator's own do(thickness := t + 1) digits.
 #   Intensity stays near 8 because the pen's ink follows the intensity at 0.85 of
-#   proportion; the rest rides on the latent code, which do(intensity) leaves alone. Shorter fits missed more: 24 epochs with two seeds gave
-#   thickness 0.27 and 0.33 px, the digit under do(thickness) 96.8 and 96.4 %, the
-#   intensity held 5.3 and 5.7 (with an earlier pen, whose half-width was a `softplus`
-#   and widened the thinnest strokes half as much: 0.28 px at 48 epochs).
+#   proportion; the rest rides on the latent code, which do(intensity) leaves alone.
+#   Shorter fits missed more: 24 epochs with two seeds gave thickness 0.27 and 0.33 px,
+#   the digit under do(thickness) 96.8 and 96.4 %, the intensity held 5.3 and 5.7 (with
+#   an earlier pen, whose half-width was a `softplus` and widened the thinnest strokes
+#   half as much: 0.28 px at 48 epochs).
 # * **What is still visible**: loops that close at 6 px (the 8 above) read as blobs, for
 #   the truth as for the model; thin strokes still widen a little less than thick ones.
 # * **What the stroke decoder assumes**: the parents act only through one pen width and
