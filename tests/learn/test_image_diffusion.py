@@ -156,6 +156,8 @@ def test_bad_settings_raise() -> None:
         seeded("image", jnp.zeros((2, 1)), num_steps=0)
     with pytest.raises(SettingsError, match="positive number"):
         seeded("image", jnp.zeros((2, 1)), scale=-0.1)
+    with pytest.raises(DataError, match=r"ConditionalDiffusionImage expects parents shaped"):
+        ConditionalDiffusionImage(_oracle, jnp.asarray(0.0), 0.01)
     with pytest.raises(DataError, match="needs a JAX PRNG key"):
         ConditionalDiffusionImage(_oracle, jnp.zeros((2, 1)), 0.01).sample(None)
     tr = handlers.trace(handlers.seed(learnable_model, 0)).get_trace(

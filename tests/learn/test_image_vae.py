@@ -108,7 +108,7 @@ def test_images_of_the_wrong_shape_or_dtype_raise(x: jax.Array, match: str) -> N
 
 
 def test_parents_must_have_a_feature_axis() -> None:
-    with pytest.raises(DataError, match=r"parents shaped \(\.\.\., c\)"):
+    with pytest.raises(DataError, match=r"parents shaped \(n, c\)"):
         ConditionalVAEImage(
             ConvEncoder(1, 4, 4, jax.random.key(0)),
             ConvDecoder(1, 4, 4, jax.random.key(1)),

@@ -43,7 +43,7 @@ from numpyro.distributions import constraints
 from scm_ppl.core.noise import NoiseView, register_noise_view
 from scm_ppl.core.validate import positive_int
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.images.vae import IMAGE_SIZE, _check_event, sample_image
+from scm_ppl.learn.images.vae import IMAGE_SIZE, _check_event, as_parents, sample_image
 
 __all__ = ["ConditionalDiffusionImage", "Denoiser", "conditional_diffusion", "noise_level"]
 
@@ -173,12 +173,7 @@ class ConditionalDiffusionImage(dist.Distribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        condition = jnp.asarray(condition)
-        if condition.ndim < 1:
-            raise DataError(
-                "ConditionalDiffusionImage expects parents shaped (..., c); got shape "
-                f"{condition.shape}."
-            )
+        condition = as_parents(condition, "ConditionalDiffusionImage")
         self.denoiser = denoiser
         self.condition = condition
         self.scale = jnp.asarray(scale)
@@ -342,12 +337,7 @@ def conditional_diffusion(
             f"conditional_diffusion's scale is the residual's standard deviation, a positive "
             f"number; got {scale!r}."
         )
-    condition = jnp.asarray(condition)
-    if condition.ndim < 1:
-        raise DataError(
-            f"conditional_diffusion expects parents shaped (n, c); got shape "
-            f"{condition.shape}. Stack the parents on a last axis, e.g. t[:, None]."
-        )
+    condition = as_parents(condition, "conditional_diffusion")
     net = eqx_module(f"{name}.denoiser", _net(int(condition.shape[-1]), width, key))
     law = ConditionalDiffusionImage(net, condition, scale, num_steps, numpyro.prng_key())
     return sample_image(name, law)

@@ -40,7 +40,7 @@ from numpyro.distributions import constraints
 from scm_ppl.core.noise import NoiseView, register_noise_view
 from scm_ppl.core.validate import positive_int
 from scm_ppl.errors import DataError, SettingsError
-from scm_ppl.learn.images.vae import IMAGE_SIZE, _check_event, sample_image
+from scm_ppl.learn.images.vae import IMAGE_SIZE, _check_event, as_parents, sample_image
 
 __all__ = [
     "LAYOUT",
@@ -212,12 +212,7 @@ class ConditionalFlowImage(dist.Distribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        condition = jnp.asarray(condition)
-        if condition.ndim < 1:
-            raise DataError(
-                f"ConditionalFlowImage expects parents shaped (..., c); got shape "
-                f"{condition.shape}."
-            )
+        condition = as_parents(condition, "ConditionalFlowImage")
         self.flow = flow
         self.condition = condition
         self.dequantize = None if dequantize is None else jnp.asarray(dequantize)
@@ -356,12 +351,7 @@ def conditional_flow(
     """
     positive_int("width", width)
     layout = check_layout(layout)
-    condition = jnp.asarray(condition)
-    if condition.ndim < 1:
-        raise DataError(
-            f"conditional_flow expects parents shaped (n, c); got shape {condition.shape}. "
-            "Stack the parents on a last axis, e.g. t[:, None]."
-        )
+    condition = as_parents(condition, "conditional_flow")
     flow = eqx_module(f"{name}.flow", _flow(int(condition.shape[-1]), width, layout, key))
     rng = numpyro.prng_key()
     shape = (*condition.shape[:-1], IMAGE_SIZE, IMAGE_SIZE)

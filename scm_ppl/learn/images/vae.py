@@ -118,6 +118,18 @@ class ConvDecoder(eqx.Module):
         return jax.nn.sigmoid(h[0])
 
 
+def as_parents(condition: ArrayLike, who: str) -> jax.Array:
+    """``condition`` as an array of parents ``(..., c)``, or a :class:`DataError` naming
+    ``who`` asked and how to stack scalar parents."""
+    condition = jnp.asarray(condition)
+    if condition.ndim < 1:
+        raise DataError(
+            f"{who} expects parents shaped (n, c); got shape {condition.shape}. Stack the "
+            "parents on a last axis, e.g. t[:, None]."
+        )
+    return condition
+
+
 def _check_event(x: jax.Array, what: str) -> None:
     if x.ndim < 2 or tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(
@@ -189,11 +201,7 @@ class ConditionalVAEImage(dist.Distribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        condition = jnp.asarray(condition)
-        if condition.ndim < 1:
-            raise DataError(
-                f"ConditionalVAEImage expects parents shaped (..., c); got shape {condition.shape}."
-            )
+        condition = as_parents(condition, "ConditionalVAEImage")
         self.encoder, self.decoder = encoder, decoder
         self.condition = condition
         self.scale = jnp.asarray(scale)
